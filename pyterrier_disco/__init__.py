@@ -1,0 +1,6 @@
+"""pyterrier_disco: DiSCo conversational learned sparse retrieval for PyTerrier."""
+__version__ = "0.1.0"
+
+from .encoders import Splade, SpladeModel, embedded_model_path  # noqa: E402
+from .index import SparseIndex, PisaBackend, sparse_index, open_index  # noqa: E402
+from .efficiency import flops, query_length  # noqa: E402

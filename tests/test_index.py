@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import pytest
+
+from pyterrier_disco import Splade, SparseIndex, flops, query_length, sparse_index
+from pyterrier_disco.index import CorruptIndexError
+
+
+@pytest.fixture(scope="module")
+def queries(splade_model, ikat_turns):
+    texts = list(ikat_turns["query"][:20]) + list(ikat_turns["human_rewrite"][:20])
+    frame = pd.DataFrame({"qid": [str(i) for i in range(len(texts))], "query": texts})
+    return Splade(splade_model).query_encoder()(frame)
+
+
+def brute_force(query_matrix, doc_matrix, docnos, k):
+    scores = (query_matrix @ doc_matrix.T).toarray().astype(np.float64)
+    out = []
+    for row in scores:
+        candidates = np.flatnonzero(row > 0)
+        order = sorted(candidates, key=lambda j: (-row[j], j))[:k]
+        out.append(([docnos[j] for j in order], row[order]))
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_retrieval_equals_brute_force_on_real_passages(ikat_index, ikat_passages, queries, splade_model, threads):
+    index, doc_matrix = ikat_index
+    k = 50
+    res = index.retriever(num_results=k, threads=threads)(queries)
+    expected = brute_force(splade_model.to_csr(list(queries["query_toks"])), doc_matrix,
+                           list(ikat_passages["docno"]), k)
+    for qid, (docnos, scores) in zip(queries["qid"], expected):
+        got = res[res["qid"] == qid].sort_values("rank")
+        assert list(got["docno"]) == docnos
+        np.testing.assert_allclose(got["score"].to_numpy(), scores, atol=1e-5)
+        assert list(got["rank"]) == list(range(len(docnos)))
+
+
+def test_save_load_and_artifact_entry_point(ikat_index, queries):
+    index, _ = ikat_index
+    first = index.retriever(num_results=10)(queries)
+    reopened = pt.Artifact.load(str(index.path))
+    assert isinstance(reopened, SparseIndex)
+    pd.testing.assert_frame_equal(first, reopened.retriever(num_results=10)(queries))
+    meta = json.loads((index.path / "pt_meta.json").read_text())
+    assert meta["type"] == "sparse_index" and meta["format"] == "numba" and meta["num_docs"] == 194
+
+
+def test_empty_query_and_empty_frame(ikat_index):
+    index, _ = ikat_index
+    retr = index.retriever(num_results=5)
+    res = retr(pd.DataFrame({"qid": ["a", "b"], "query": ["", "x"], "query_toks": [{}, {"[unused5]": 1.0}]}))
+    assert len(res) == 0 and {"qid", "docno", "score", "rank"} <= set(res.columns)
+    empty = retr(pd.DataFrame(columns=["qid", "query", "query_toks"]))
+    assert len(empty) == 0 and {"qid", "docno", "score", "rank"} <= set(empty.columns)
+    assert {"docno", "score", "rank"} <= set(pt.inspect.transformer_outputs(retr, ["qid", "query", "query_toks"]))
+    with pytest.raises(pt.validate.InputValidationError):
+        retr(pd.DataFrame({"qid": ["1"], "query": ["no toks"]}))
+
+
+def test_zero_documents_and_bad_records(tmp_path):
+    with pytest.raises(ValueError, match="zero documents"):
+        SparseIndex(tmp_path / "a", verbose=False).indexer().index([])
+    with pytest.raises(KeyError, match="toks"):
+        SparseIndex(tmp_path / "b", verbose=False).indexer().index([{"docno": "d1", "text": "raw text"}])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def small_index(path, docs):
+    return SparseIndex(path, verbose=False).indexer(vocab="v1").index(
+        [{"docno": d, "toks": t} for d, t in docs.items()])
+
+
+DOCS = {"d1": {"a": 1.0, "b": 2.0}, "d2": {"b": 1.0, "c": 3.0}, "d3": {"a": 0.5, "c": 0.5}}
+
+
+def test_missing_truncated_and_foreign_index_files(tmp_path):
+    q = pd.DataFrame({"qid": ["1"], "query_toks": [{"a": 1.0, "c": 1.0}]})
+    idx = small_index(tmp_path / "i", DOCS)
+    assert list(idx.retriever()(q)["docno"]) == ["d2", "d1", "d3"]
+    (tmp_path / "i" / "weights.npy").write_bytes((tmp_path / "i" / "weights.npy").read_bytes()[:-6])
+    with pytest.raises(CorruptIndexError, match="weights.npy"):
+        SparseIndex(tmp_path / "i").retriever()(q)
+    (tmp_path / "i" / "doc_ids.npy").unlink()
+    with pytest.raises(CorruptIndexError, match="doc_ids.npy"):
+        SparseIndex(tmp_path / "i").retriever()(q)
+    with pytest.raises(FileNotFoundError, match="pt_meta.json"):
+        SparseIndex(tmp_path / "nothing").retriever()(q)
+
+
+def test_vocabulary_mismatch_and_ties(tmp_path):
+    idx = small_index(tmp_path / "i", {"x": {"a": 1.0}, "y": {"a": 1.0}, "z": {"b": 1.0}})
+    q = pd.DataFrame({"qid": ["1"], "query_toks": [{"a": 2.0}]})
+    assert list(idx.retriever(vocab="v1")(q)["docno"]) == ["x", "y"]  # ties: indexing order
+    with pytest.raises(ValueError, match="vocabulary"):
+        idx.retriever(vocab="other")(q)
+    with pytest.raises(FileExistsError):
+        small_index(tmp_path / "i", DOCS)
+
+
+def test_pisa_agrees_with_numba_on_top10(tmp_path, ikat_passages, splade_model, ikat_index, queries):
+    numba_index, doc_matrix = ikat_index
+    pisa = sparse_index(tmp_path / "pisa", backend="pisa", verbose=False)
+    pisa.indexer().index({"docno": d, "toks": t} for d, t in
+                         zip(ikat_passages["docno"], splade_model.to_dicts(doc_matrix)))
+    a = numba_index.retriever(num_results=10)(queries)
+    b = pisa.retriever(num_results=10)(queries)
+    overlaps = [len(set(a[a.qid == q].docno) & set(b[b.qid == q].docno)) / max(1, len(a[a.qid == q]))
+                for q in queries["qid"]]
+    assert np.mean(overlaps) >= 0.9
+
+
+def test_pisa_refuses_all_empty_documents(tmp_path):
+    pisa = sparse_index(tmp_path / "p", backend="pisa", verbose=False)
+    with pytest.raises(ValueError, match="empty"):
+        pisa.indexer().index([{"docno": "d1", "toks": {}}, {"docno": "d2", "toks": {"a": 0.0}}])
+    with pytest.raises(ValueError, match="unknown index backend"):
+        sparse_index(tmp_path / "x", backend="lucene")
+
+
+def test_flops_and_query_length_match_the_formula(splade_model, ikat_index, queries):
+    _, doc_matrix = ikat_index
+    q = splade_model.to_csr(list(queries["query_toks"]))
+    pq = (q.toarray() > 0).mean(axis=0)
+    pd_ = (doc_matrix.toarray() > 0).mean(axis=0)
+    assert flops(q, doc_matrix) == pytest.approx(float(pq @ pd_), rel=1e-9)
+    assert flops(list(queries["query_toks"]), splade_model.to_dicts(doc_matrix)) == pytest.approx(float(pq @ pd_))
+    assert query_length(q) == pytest.approx(np.mean([len(t) for t in queries["query_toks"]]))

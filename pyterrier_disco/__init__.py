@@ -4,3 +4,7 @@ __version__ = "0.1.0"
 from .encoders import Splade, SpladeModel, embedded_model_path  # noqa: E402
 from .index import SparseIndex, PisaBackend, sparse_index, open_index  # noqa: E402
 from .efficiency import flops, query_length  # noqa: E402
+from .datasets import conversations, register as register_datasets  # noqa: E402
+from .conversation import ConversationFormatter, full_context  # noqa: E402
+
+register_datasets()

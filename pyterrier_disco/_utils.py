@@ -24,6 +24,7 @@ def atomic_file(path, mode: str = "w") -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
     try:
         with open(tmp, mode) as f:
             yield f
@@ -33,6 +34,12 @@ def atomic_file(path, mode: str = "w") -> Iterator[Any]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path, obj: Any) -> None:
@@ -48,6 +55,7 @@ def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"{path} already exists; remove it or pass overwrite=True")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():

@@ -320,8 +320,13 @@ class PisaBackend:
     """The same interface over pyterrier-pisa (``stemmer='none'``, quantised dot product)."""
 
     def __init__(self, path, *, threads: int = 1, verbose: bool = True):
+        import pyterrier_pisa
         from pyterrier_pisa import PisaIndex
 
+        try:
+            pyterrier_pisa.log_level(verbose)
+        except AttributeError:  # some builds lack the switch; PISA then logs to stderr
+            pass
         self.path = Path(path)
         self.pisa = PisaIndex(str(path), stemmer="none", threads=threads)
         self.verbose = verbose
@@ -390,3 +395,27 @@ def open_index(path, **kwargs):
         raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
     meta = json.loads(meta_file.read_text())
     return sparse_index(path, "numba" if meta.get("type") == ARTIFACT_TYPE else "pisa", **kwargs)
+
+
+def dataset_docs(dataset) -> Iterator[dict]:
+    """``{"docno", "text"}`` records of an ir_datasets dataset (given by id or object)."""
+    import ir_datasets
+
+    ds = ir_datasets.load(dataset) if isinstance(dataset, str) else dataset
+    if not ds.has_docs():
+        raise ValueError(f"dataset {dataset!r} has no documents")
+    for doc in ds.docs_iter():
+        yield {"docno": doc.doc_id, "text": doc.default_text()}
+
+
+def index_dataset(dataset, out, *, backend: str = "numba", splade=None, batch_size: int = 32,
+                  overwrite: bool = False, verbose: bool = True):
+    """Encode a dataset's passages with the document encoder and build an index at ``out``."""
+    from .encoders import Splade
+
+    splade = splade if splade is not None else Splade()
+    index = sparse_index(out, backend=backend, verbose=verbose)
+    encoder = splade.doc_encoder(batch_size=batch_size, verbose=False)
+    indexer = index.indexer(vocab=splade.doc_model.vocab_fingerprint, overwrite=overwrite)
+    (encoder >> indexer).index(dataset_docs(dataset))
+    return index

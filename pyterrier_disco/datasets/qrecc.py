@@ -1,0 +1,103 @@
+"""QReCC (``qrecc/train``, ``qrecc/test``): official turns JSON, passage collection, ``Truth_passages`` qrels."""
+import io
+import json
+import zipfile
+from typing import List, NamedTuple
+
+from ir_datasets.datasets.base import Dataset
+
+from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
+                     Turn, ZipMemberFile, binary_qrels, check_utterance, context_history, history_dicts)
+
+NAME = "qrecc"
+SPLITS = ("train", "test")
+ARCHIVE = OfficialFile(NAME, "qrecc_data.zip", ["https://github.com/apple/ml-qrecc/raw/main/dataset/qrecc_data.zip"])
+# SCAI-QReCC 2021 release of the passage collection (jsonl members with "id" and "contents")
+PASSAGES = OfficialFile(NAME, "passages.zip", ["https://zenodo.org/record/4772532/files/passages.zip?download=1"])
+PASSAGES_COUNT = None  # ~54M; exact count not verified offline
+
+
+class QreccQuery(NamedTuple):
+    query_id: str
+    question: str
+    rewrite: str
+    answer: str
+    answer_url: str
+    conversation_source: str
+    conversation_no: int
+    turn_no: int
+    truth_passages: tuple
+
+    def default_text(self):
+        return self.question
+
+
+class QreccDoc(NamedTuple):
+    doc_id: str
+    text: str
+
+    def default_text(self):
+        return self.text
+
+
+def topics_file(split: str) -> ZipMemberFile:
+    return ZipMemberFile(ARCHIVE, f"qrecc_{split}.json")
+
+
+def load_turns(split: str) -> List[Turn]:
+    turns = []
+    for t in topics_file(split).load_json():
+        qid = f"{t.get('Conversation_no')}_{t.get('Turn_no')}"
+        question = check_utterance(t.get("Question"), f"{qid} (QReCC {split})")
+        if question is None:
+            continue
+        history = context_history(t.get("Context"))
+        extra = {"human_rewrite": t.get("Rewrite") or "", "response": t.get("Answer") or "",
+                 "answer_url": t.get("Answer_URL") or "", "source": t.get("Conversation_source") or "",
+                 "truth": tuple(t["Truth_passages"]) if isinstance(t.get("Truth_passages"), list) else None}
+        turns.append(Turn(qid, str(t.get("Conversation_no")), len(history) // 2, question, history, extra))
+    return turns
+
+
+def _queries(split):
+    for t in load_turns(split):
+        x = t.extra
+        conv, turn_no = t.qid.split("_")
+        yield QreccQuery(t.qid, t.query, x["human_rewrite"], x["response"], x["answer_url"], x["source"],
+                         int(conv), int(turn_no), x["truth"] or ())
+
+
+def _qrels(split):
+    turns = load_turns(split)
+    if turns and all(t.extra["truth"] is None for t in turns):
+        raise MissingOfficialFileError(
+            f"qrecc_{split}.json has no Truth_passages fields: the qrels come with the QReCC release that carries "
+            f"them (SCAI-QReCC, https://doi.org/10.5281/zenodo.4748782); put that qrecc_{split}.json in "
+            f"{topics_file(split).extracted.local_path.parent}")
+    return binary_qrels((t.qid, docno) for t in turns for docno in (t.extra["truth"] or ()))
+
+
+def _passages():
+    with zipfile.ZipFile(PASSAGES.path()) as zf:
+        for member in sorted(m for m in zf.namelist() if m.endswith(".jsonl")):
+            with zf.open(member) as f:
+                for line in io.TextIOWrapper(f, encoding="utf-8"):
+                    if line.strip():
+                        rec = json.loads(line)
+                        yield QreccDoc(str(rec["id"]), rec.get("contents", ""))
+
+
+def rows(split: str) -> List[dict]:
+    return [{"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
+             "history": history_dicts(t.history), "human_rewrite": t.extra["human_rewrite"],
+             "response": t.extra["response"]} for t in load_turns(split)]
+
+
+def datasets() -> dict:
+    docs = IterDocs(QreccDoc, _passages, NAME, count=PASSAGES_COUNT)
+    return {f"{NAME}/{split}": Dataset(
+        docs,
+        ListQueries(QreccQuery, lambda split=split: _queries(split), NAME),
+        ListQrels(lambda split=split: _qrels(split), {1: "passage annotated as holding the answer"}),
+        ConversationSource(lambda split=split: rows(split)),
+    ) for split in SPLITS}

@@ -1,0 +1,124 @@
+"""TopiOCQA (``topiocqa/train``, ``topiocqa/dev``): official turns JSON, Wikipedia segments, gold passages."""
+import csv
+import io
+import sys
+from typing import List, NamedTuple
+
+from ir_datasets.datasets.base import Dataset
+
+from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
+                     Turn, ZipMemberFile, binary_qrels, check_utterance, context_history, history_dicts)
+
+NAME = "topiocqa"
+SPLITS = ("train", "dev")
+# the dataset JSON ships in the repository's topiocqa.zip; the segments are the ones the DiSCo reference
+# downloads (SimonLupart/disco-conv-splade setup_script/dl_topiocqa.sh), with the TopiOCQA S3 copy as fallback
+ARCHIVE = OfficialFile(NAME, "topiocqa.zip", ["https://github.com/McGill-NLP/topiocqa/raw/main/topiocqa.zip"])
+SEGMENTS = OfficialFile(NAME, "full_wiki_segments.tsv", [
+    "https://zenodo.org/records/6149599/files/data/wikipedia_split/full_wiki_segments.tsv?download=1",
+    "https://topiocqa.s3.us-east-2.amazonaws.com/data/wikipedia_split/full_wiki_segments.tsv",
+])
+SEGMENTS_COUNT = None  # ~25.7M; exact count not verified offline
+
+
+class TopiocqaQuery(NamedTuple):
+    query_id: str
+    question: str
+    answer: str
+    rewrite: str
+    topic: str
+    topic_section: str
+    is_nq: bool
+    conversation_no: int
+    turn_no: int
+    gold_passage_id: str
+
+    def default_text(self):
+        return self.question
+
+
+class TopiocqaDoc(NamedTuple):
+    doc_id: str
+    text: str
+    title: str
+
+    def default_text(self):
+        # the DiSCo reference indexes "title. text" (splade/hf/datasets.py, DatasetPreLoad with filter=True)
+        return f"{self.title}. {self.text}"
+
+
+def topics_file(split: str) -> ZipMemberFile:
+    return ZipMemberFile(ARCHIVE, f"topiocqa_{split}.json")
+
+
+def _gold_id(turn: dict) -> str:
+    gold = turn.get("Gold_passage")
+    if not isinstance(gold, dict) or gold.get("id") in (None, ""):
+        return ""
+    gid = str(gold["id"])
+    return gid[len("wiki:"):] if gid.startswith("wiki:") else gid  # DPR prefixes segment ids with "wiki:"
+
+
+def load_turns(split: str) -> List[Turn]:
+    turns = []
+    for t in topics_file(split).load_json():
+        qid = f"{t.get('Conversation_no')}_{t.get('Turn_no')}"
+        question = check_utterance(t.get("Question"), f"{qid} (TopiOCQA {split})")
+        if question is None:
+            continue
+        history = context_history(t.get("Context"))
+        extra = {"response": str(t.get("Answer") or ""), "gold": _gold_id(t), "topic": t.get("Topic", ""),
+                 "topic_section": t.get("Topic_section", ""), "is_nq": bool(t.get("is_nq", False))}
+        if t.get("Rewrite"):
+            extra["human_rewrite"] = t["Rewrite"]
+        turns.append(Turn(qid, str(t.get("Conversation_no")), len(history) // 2, question, history, extra))
+    return turns
+
+
+def _queries(split):
+    for t in load_turns(split):
+        x = t.extra
+        conv, turn_no = t.qid.split("_")
+        yield TopiocqaQuery(t.qid, t.query, x["response"], x.get("human_rewrite", ""), x["topic"],
+                            x["topic_section"], x["is_nq"], int(conv), int(turn_no), x["gold"])
+
+
+def _qrels(split):
+    turns = load_turns(split)
+    if turns and not any(t.extra["gold"] for t in turns):
+        raise MissingOfficialFileError(
+            f"this copy of topiocqa_{split}.json has no Gold_passage fields (it is the 2021 release); gold passages "
+            f"come with the later release: replace {topics_file(split).extracted.local_path} with it "
+            f"(or remove it so that {ARCHIVE.name} is used)")
+    return binary_qrels((t.qid, t.extra["gold"]) for t in turns if t.extra["gold"])
+
+
+def _segments():
+    csv.field_size_limit(sys.maxsize)
+    with SEGMENTS.stream() as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8"), delimiter="\t")
+        for row in reader:
+            if not row or row[0] == "id":  # header
+                continue
+            yield TopiocqaDoc(row[0], row[1], row[2] if len(row) > 2 else "")
+
+
+def rows(split: str) -> List[dict]:
+    out = []
+    for t in load_turns(split):
+        row = {"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
+               "history": history_dicts(t.history), "response": t.extra["response"]}
+        if "human_rewrite" in t.extra:
+            row["human_rewrite"] = t.extra["human_rewrite"]
+        out.append(row)
+    return out
+
+
+def datasets() -> dict:
+    docs = IterDocs(TopiocqaDoc, _segments, NAME, count=SEGMENTS_COUNT)
+    return {f"{NAME}/{split}": Dataset(
+        docs,
+        ListQueries(TopiocqaQuery, lambda split=split: _queries(split), NAME),
+        ListQrels(lambda split=split: _qrels(split), {1: "gold passage"}),
+        ConversationSource(lambda split=split: rows(split)),
+    ) for split in SPLITS}

@@ -1,0 +1,16 @@
+"""Training pieces for DiSCo: losses, sparsity regularisation, teacher runs and negative sampling."""
+from pyterrier_disco.train.losses import (LOSS_PRESETS, LossConfig, candidate_scores, in_batch_scores, infonce,
+                                          kld, kld_infonce, mse)
+from pyterrier_disco.train.regularization import (SPARSITY_PRESETS, SparsityConfig, anti_zero, flops, l0, l1,
+                                                  warmup_lambda)
+from pyterrier_disco.train.sampling import STRATEGIES, TrainingExample, build_examples
+from pyterrier_disco.train.teacher import (aggregate_teachers, build_teacher_run, check_teacher_run,
+                                           doc_model_metadata, load_teacher_run, save_teacher_run)
+
+__all__ = [
+    "LOSS_PRESETS", "LossConfig", "candidate_scores", "in_batch_scores", "infonce", "kld", "kld_infonce", "mse",
+    "SPARSITY_PRESETS", "SparsityConfig", "anti_zero", "flops", "l0", "l1", "warmup_lambda",
+    "STRATEGIES", "TrainingExample", "build_examples",
+    "aggregate_teachers", "build_teacher_run", "check_teacher_run", "doc_model_metadata", "load_teacher_run",
+    "save_teacher_run",
+]

@@ -1,0 +1,117 @@
+"""Sparsity regularisation: FLOPS on documents, L1 on queries, with SPLADE's quadratic warm-up.
+
+Matched against github SimonLupart/disco-conv-splade ``splade/hf/trainers.py`` (``BaseTrainer._flops``,
+``_L1``, ``_L0``, ``IRTrainer.compute_lambdas`` and the end of ``compute_loss``), identical in the
+follow-up github Janhutter/disco-conv-splade ``splade/hf/trainers.py``; lambda presets from the
+follow-up's ``conf/disco_topiocqa_mistral_standard_lambdas_splade*.yaml``.
+
+What the reference does, and so what this module does:
+
+- ``lambda_d * FLOPS(docs)`` over all candidate documents of the batch (positives and negatives, as one
+  (B*C, V) matrix) plus ``lambda_q * L1(queries)``; FLOPS is *not* applied to the query side.
+- In DiSCo the document encoder is frozen (``freeze_d_model: 1``: ``requires_grad_(False)``) and, in this
+  project, document vectors are cached, so the FLOPS term is a constant that trains nothing; it is still
+  computed and logged (it is what the follow-up's ``lambda_d`` presets act on if the doc side is trained).
+  The L1 term on the queries is what makes the conversation encoder sparser.
+- An "anti-zero" term ``1/sum(Q)^2 + 1/sum(D)^2`` is always added by the reference (it keeps the
+  representations from collapsing to all zeros); ``anti_zero=True`` keeps it.
+- DiSCo itself trains with ``lambda_d = lambda_q = 0`` (preset ``off``).
+"""
+from dataclasses import dataclass, replace
+from typing import Dict
+
+import torch
+
+
+def flops(reps: torch.Tensor) -> torch.Tensor:
+    """FLOPS regulariser of a batch of representations (n, V): ``sum_j (1/n sum_i |w_ij|)^2``."""
+    return torch.sum(torch.mean(torch.abs(reps), dim=0) ** 2)
+
+
+def l1(reps: torch.Tensor) -> torch.Tensor:
+    """L1 regulariser of a batch of representations (n, V): ``1/n sum_i sum_j |w_ij|``."""
+    return torch.sum(torch.abs(reps), dim=-1).mean()
+
+
+def l0(reps: torch.Tensor) -> torch.Tensor:
+    """Mean number of non-zero terms per representation (for logging)."""
+    return torch.count_nonzero(reps, dim=-1).float().mean()
+
+
+def anti_zero(queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+    """``1 / (sum of all query weights)^2 + 1 / (sum of all document weights)^2``, as in the reference."""
+    return 1 / torch.sum(queries) ** 2 + 1 / torch.sum(docs) ** 2
+
+
+def warmup_lambda(lam: float, step: int, warmup_steps: int) -> float:
+    """Quadratic warm-up ``min(lam, lam * (step / (T + 1))^2)`` with ``T = warmup_steps``.
+
+    ``step`` counts optimisation steps from 1 (the reference increments its counter before computing, so
+    its first batch uses step 1). With ``T = 0`` (the reference default when the config sets no ``T``)
+    the full lambda applies from the first step.
+    """
+    if step < 0 or warmup_steps < 0:
+        raise ValueError("step and warmup_steps must be >= 0")
+    return min(lam, lam * (step / (warmup_steps + 1)) ** 2)
+
+
+@dataclass(frozen=True)
+class SparsityConfig:
+    """Sparsity regularisation weights and warm-up.
+
+    Presets (:meth:`preset`): ``off`` (DiSCo default: 0 / 0), ``splade`` (lambda_d 5e-4, lambda_q 1e-3),
+    ``high`` (1e-3 / 5e-3), ``higher`` (1e-2 / 5e-2), ``highest`` (5e-2 / 1e-1).
+    """
+    lambda_d: float = 0.0
+    lambda_q: float = 0.0
+    warmup_d: int = 0
+    warmup_q: int = 0
+    anti_zero: bool = True
+
+    def __post_init__(self):
+        if self.lambda_d < 0 or self.lambda_q < 0:
+            raise ValueError("lambda_d and lambda_q must be >= 0")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "SparsityConfig":
+        """A named preset (see the class docstring), optionally with some fields overridden."""
+        if name not in SPARSITY_PRESETS:
+            raise ValueError(f"unknown sparsity preset {name!r}; choose one of {', '.join(SPARSITY_PRESETS)}")
+        return replace(SPARSITY_PRESETS[name], **overrides)
+
+    def lambdas(self, step: int) -> Dict[str, float]:
+        """The warmed-up ``lambda_d`` and ``lambda_q`` for optimisation step ``step`` (from 1)."""
+        return {"lambda_d": warmup_lambda(self.lambda_d, step, self.warmup_d),
+                "lambda_q": warmup_lambda(self.lambda_q, step, self.warmup_q)}
+
+    def compute(self, queries: torch.Tensor, docs: torch.Tensor, step: int) -> Dict[str, torch.Tensor]:
+        """Regularisation for one batch: ``{"loss": ..., "flops_d", "l1_q", "anti_zero", "L0_q", "L0_d",
+        "lambda_d", "lambda_q"}`` (everything but ``loss`` detached, for logging).
+
+        Args:
+            queries: (B, V) query representations.
+            docs: (B, C, V) or (n, V) candidate document representations (reshaped to (n, V)).
+            step: optimisation step, from 1.
+        """
+        docs = docs.reshape(-1, docs.shape[-1])
+        lam = self.lambdas(step)
+        flops_d = flops(docs)
+        l1_q = l1(queries)
+        loss = lam["lambda_d"] * flops_d + lam["lambda_q"] * l1_q
+        out = {"flops_d": flops_d.detach(), "l1_q": l1_q.detach()}
+        if self.anti_zero:
+            az = anti_zero(queries, docs)
+            loss = loss + az
+            out["anti_zero"] = az.detach()
+        out.update({"loss": loss, "L0_q": l0(queries.detach()), "L0_d": l0(docs.detach()),
+                    "lambda_d": torch.tensor(lam["lambda_d"]), "lambda_q": torch.tensor(lam["lambda_q"])})
+        return out
+
+
+SPARSITY_PRESETS: Dict[str, SparsityConfig] = {
+    "off": SparsityConfig(0.0, 0.0),
+    "splade": SparsityConfig(5e-4, 1e-3),
+    "high": SparsityConfig(1e-3, 5e-3),
+    "higher": SparsityConfig(1e-2, 5e-2),
+    "highest": SparsityConfig(5e-2, 1e-1),
+}

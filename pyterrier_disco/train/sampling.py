@@ -1,0 +1,187 @@
+"""Training examples for DiSCo: one positive and ``n`` negatives per conversation turn, with teacher scores.
+
+Matched against github SimonLupart/disco-conv-splade ``splade/hf/datasets.py`` (``L2I_Dataset``, data type
+``json``) with the ranks of ``conf/disco_topiocqa_mistral_llama.yaml`` (``TOPK_mi: 10``, ``TOPK_ma: 950``),
+and the follow-up github Janhutter/disco-conv-splade ``splade/hf/datasets.py`` (teacher-top positive).
+
+What the reference does, and so what ``strategy="reference"`` does:
+
+- the teacher run of a query, sorted by score (descending), is cut to positions ``[10, 10 + 950)``
+  (0-based ranks 10..959); negatives are drawn uniformly *without* replacement from that window minus the
+  qrels positives (relevance >= 1), or *with* replacement when at most ``n`` candidates remain (the
+  reference tests ``len(candidates) <= n``, so exactly ``n`` candidates are also drawn with replacement);
+- the positive is drawn uniformly from the qrels positives;
+- the positive's teacher score is its score in the teacher run; when the teacher run does not contain it,
+  the highest teacher score of the candidate window is used (reference: ``max(self.samples[query])``).
+  (The reference looks the positive up in the *cut* window only, so a positive ranked above 10 also got the
+  window's best score; here its own score in the full run is used.)
+- conversations absent from the qrels are not trained on (the reference keeps only queries in the qrels).
+
+The reference draws new negatives every time an example is read (each epoch); call :func:`build_examples`
+once per epoch with a different ``seed`` (e.g. ``seed=(base_seed, epoch)``) to do the same.
+"""
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from pyterrier_disco.train.teacher import aggregate_teachers
+
+STRATEGIES = ("reference", "top", "uniform")
+REFERENCE_RANKS = (10, 960)
+MISSING_POSITIVE = ("skip", "teacher_top")
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One training example: a conversation turn, its positive, its negatives and their teacher scores.
+
+    ``teacher_scores`` is aligned with :attr:`docnos` (positive first). ``pseudo_positive`` is True when the
+    positive is the teacher's top document rather than a qrels positive.
+    """
+    qid: str
+    positive: str
+    negatives: Tuple[str, ...]
+    teacher_scores: np.ndarray
+    pseudo_positive: bool = False
+
+    @property
+    def docnos(self) -> Tuple[str, ...]:
+        return (self.positive,) + tuple(self.negatives)
+
+
+def _positives(qrels: Optional[pd.DataFrame]) -> Optional[Dict[str, List[str]]]:
+    if qrels is None:
+        return None
+    missing = [c for c in ("qid", "docno", "label") if c not in qrels.columns]
+    if missing:
+        raise ValueError(f"qrels lack column(s) {', '.join(missing)} (expected qid, docno, label)")
+    pos = qrels[qrels["label"].astype(float) >= 1]
+    out: Dict[str, List[str]] = {}
+    for qid, docno in zip(pos["qid"].astype(str), pos["docno"].astype(str)):
+        lst = out.setdefault(qid, [])
+        if docno not in lst:
+            lst.append(docno)
+    return out
+
+
+def _ranked_run(teacher_run: pd.DataFrame, aggregate: str) -> pd.DataFrame:
+    if "teacher" in teacher_run.columns:
+        return aggregate_teachers(teacher_run, aggregate)
+    missing = [c for c in ("qid", "docno", "score") if c not in teacher_run.columns]
+    if missing:
+        raise ValueError(f"teacher run lacks column(s) {', '.join(missing)}")
+    run = teacher_run[["qid", "docno", "score"]].astype({"qid": str, "docno": str})
+    return run.sort_values(["qid", "score", "docno"], ascending=[True, False, True], kind="stable")
+
+
+def _draw(candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform draw of ``n``: without replacement, or with replacement when ``len <= n`` (as the reference)."""
+    return rng.choice(candidates, size=n, replace=len(candidates) <= n)
+
+
+def _top(candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``n`` best-ranked candidates; when fewer, all of them plus draws with replacement among them."""
+    if len(candidates) >= n:
+        return candidates[:n]
+    return np.concatenate([candidates, rng.choice(candidates, size=n - len(candidates), replace=True)])
+
+
+def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels: Optional[pd.DataFrame] = None,
+                   n_negatives: int = 8, strategy: str = "reference", seed=0,
+                   ranks: Sequence[int] = REFERENCE_RANKS, missing_positive: str = "skip",
+                   aggregate: str = "mean") -> List[TrainingExample]:
+    """Build one :class:`TrainingExample` per conversation turn (in the conversations' order).
+
+    Args:
+        conversations: the conversation frame (``qid`` is used); turns without a teacher run are skipped.
+        teacher_run: ``qid, docno, score`` (one teacher) or ``qid, docno, score, teacher`` (several, combined
+            with :func:`~pyterrier_disco.train.teacher.aggregate_teachers` using ``aggregate``).
+        qrels: ``qid, docno, label``; positives are ``label >= 1``. ``None`` when the dataset has no qrels:
+            the teacher's top document is then the (pseudo-)positive of every turn.
+        n_negatives: negatives per example (the papers use 8, 16, 32, 70).
+        strategy: ``reference`` (uniform from 0-based ranks ``ranks[0] <= r < ranks[1]``, default 10..959),
+            ``top`` (the best-ranked non-positive documents), ``uniform`` (uniform over the whole run).
+        seed: seed (or seed sequence) of the ``numpy.random.Generator``; same inputs and seed, same examples.
+        missing_positive: for a turn with no qrels positive when qrels are given: ``skip`` (DiSCo release:
+            only queries in the qrels are trained; a warning gives the count) or ``teacher_top`` (the
+            follow-up: the teacher's top document becomes the positive).
+
+    Too few candidates (fewer than ``n_negatives`` non-positive documents in the strategy's pool): negatives
+    are drawn with replacement and one warning gives the number of such turns; a turn with no candidate at
+    all is skipped (warned).
+
+    Raises:
+        ValueError: the teacher run has qids that are not in the conversations (a few are listed), or an
+            unknown strategy / missing_positive, or ``n_negatives < 1``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown sampling strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if missing_positive not in MISSING_POSITIVE:
+        raise ValueError(f"missing_positive must be one of {', '.join(MISSING_POSITIVE)}, got {missing_positive!r}")
+    if n_negatives < 1:
+        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+    lo, hi = int(ranks[0]), int(ranks[1])
+    if not 0 <= lo < hi:
+        raise ValueError(f"ranks must satisfy 0 <= start < end, got {tuple(ranks)}")
+    if "qid" not in conversations.columns:
+        raise ValueError("conversations lack the qid column")
+
+    conv_qids = list(dict.fromkeys(conversations["qid"].astype(str)))
+    run = _ranked_run(teacher_run, aggregate)
+    unknown = sorted(set(run["qid"]) - set(conv_qids))
+    if unknown:
+        raise ValueError(f"the teacher run has {len(unknown)} qid(s) that are not in the conversations, e.g. "
+                         f"{', '.join(map(repr, unknown[:5]))}; was it built for another dataset or split?")
+    positives = _positives(qrels)
+    groups = {qid: (g["docno"].to_numpy(), g["score"].to_numpy(dtype=np.float64))
+              for qid, g in run.groupby("qid", sort=False)}
+
+    rng = np.random.default_rng(seed)
+    examples: List[TrainingExample] = []
+    no_run = no_positive = no_candidate = too_few = 0
+    for qid in conv_qids:
+        if qid not in groups:
+            no_run += 1
+            continue
+        docnos, scores = groups[qid]
+        pseudo = False
+        if positives is None:
+            pos_list, pseudo = [docnos[0]], True
+        elif positives.get(qid):
+            pos_list = positives[qid]
+        elif missing_positive == "teacher_top":
+            pos_list, pseudo = [docnos[0]], True
+        else:
+            no_positive += 1
+            continue
+        window = slice(lo, hi) if strategy == "reference" else slice(None)
+        pool_docnos, pool_scores = docnos[window], scores[window]
+        candidates = pool_docnos[~np.isin(pool_docnos, pos_list)]
+        if len(candidates) == 0:
+            no_candidate += 1
+            continue
+        if len(candidates) < n_negatives:
+            too_few += 1
+        positive = pos_list[int(rng.integers(len(pos_list)))]
+        negatives = _top(candidates, n_negatives, rng) if strategy == "top" else _draw(candidates, n_negatives, rng)
+        score_of = dict(zip(docnos, scores))
+        pos_score = score_of.get(positive, pool_scores.max())
+        teacher_scores = np.array([pos_score] + [score_of[d] for d in negatives], dtype=np.float32)
+        examples.append(TrainingExample(qid, str(positive), tuple(map(str, negatives)), teacher_scores, pseudo))
+
+    if no_run:
+        warnings.warn(f"{no_run} conversation turn(s) have no teacher run and were skipped")
+    if no_positive:
+        warnings.warn(f"{no_positive} conversation turn(s) have no positive in the qrels and were skipped "
+                      f"(missing_positive='skip', as the DiSCo release; 'teacher_top' uses the teacher's top "
+                      f"document instead)")
+    if no_candidate:
+        warnings.warn(f"{no_candidate} conversation turn(s) have no negative candidate for strategy "
+                      f"{strategy!r} and were skipped")
+    if too_few:
+        warnings.warn(f"{too_few} conversation turn(s) have fewer than {n_negatives} negative candidates for "
+                      f"strategy {strategy!r}; their negatives were drawn with replacement")
+    return examples

@@ -1,10 +1,12 @@
 """pyterrier_disco: DiSCo conversational learned sparse retrieval for PyTerrier."""
 __version__ = "0.1.0"
 
-from .encoders import Splade, SpladeModel, embedded_model_path  # noqa: E402
+from .encoders import DiSCo, Splade, SpladeModel, embedded_model_path  # noqa: E402
 from .index import SparseIndex, PisaBackend, sparse_index, open_index  # noqa: E402
 from .efficiency import flops, query_length  # noqa: E402
 from .datasets import conversations, register as register_datasets  # noqa: E402
 from .conversation import ConversationFormatter, full_context  # noqa: E402
+
+from .fusion import Fusion, fuse  # noqa: E402
 
 register_datasets()

@@ -62,6 +62,7 @@ class SpladeModel(torch.nn.Module):
             if not Path(path, "config.json").exists():
                 raise FileNotFoundError(f"{path} is not a model folder: config.json is missing")
         self.name_or_path = str(path)
+        self.source = None if name_or_path is None else str(name_or_path)  # None: the embedded default
         self.name = "splade-tiny (embedded)" if name_or_path is None else str(name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
@@ -122,6 +123,11 @@ class SpladeModel(torch.nn.Module):
         inverse[order] = np.arange(len(order))
         return stacked[inverse].astype(np.float32)
 
+    def save(self, folder) -> None:
+        """Write weights (safetensors), config and tokenizer into ``folder`` (which must exist)."""
+        self.mlm.save_pretrained(str(folder), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(folder))
+
     def to_dicts(self, matrix: sp.csr_matrix) -> List[Dict[str, float]]:
         """Turn CSR rows into ``{term: weight}`` dicts (the ``toks`` / ``query_toks`` format)."""
         matrix = matrix.tocsr()
@@ -178,6 +184,18 @@ class Splade:
     def doc_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
         return SpladeDocEncoder(self.doc_model, batch_size or self.batch_size,
                                 self.verbose if verbose is None else verbose)
+
+    def conversation_encoder(self, formatter=None, batch_size: Optional[int] = None,
+                             verbose: Optional[bool] = None) -> pt.Transformer:
+        """Encodes the whole conversation (``query`` + ``history``) with the query model into ``query_toks``.
+
+        With an untrained SPLADE this is the "full context" baseline; with a DiSCo student it is DiSCo.
+        """
+        from .conversation import ConversationFormatter
+
+        return ConversationQueryEncoder(self.query_model, formatter or ConversationFormatter(
+            max_length=self.query_model.max_length), batch_size or self.batch_size,
+            self.verbose if verbose is None else verbose)
 
     def scorer(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
         return SpladeScorer(self.query_model, self.doc_model, batch_size or self.batch_size,
@@ -254,3 +272,60 @@ class SpladeScorer(pt.Transformer):
 
     def __repr__(self):
         return f"SpladeScorer({self.query_model.name!r})"
+
+
+class ConversationQueryEncoder(_Encoder):
+    """``query`` + ``history`` -> ``query_toks``: the conversation, newest turn first, encoded as one query."""
+    source, target = "query", "query_toks"
+
+    def __init__(self, model: SpladeModel, formatter, batch_size: int = 32, verbose: bool = False):
+        super().__init__(model, batch_size, verbose)
+        self.formatter = formatter
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.columns(inp, includes=["query", "history"], context=self)
+        out = inp.copy()
+        check_texts(inp["query"], "query")
+        texts = self.formatter.format_frame(inp, self.model.tokenizer) if len(inp) else []
+        out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
+        return out
+
+
+class DiSCo(Splade):
+    """A trained DiSCo student (conversation query encoder) with its document-side SPLADE.
+
+    >>> disco = DiSCo.from_pretrained("runs/student")
+    >>> pipeline = disco.query_encoder() >> index.retriever(num_results=100)
+    >>> pipeline(pyterrier_disco.conversations("ikat/2023/train"))
+    """
+
+    def __init__(self, query_model, doc_model=None, *, formatter=None, meta: Optional[dict] = None, **kwargs):
+        super().__init__(query_model, doc_model, **kwargs)
+        self.formatter = formatter
+        self.meta = meta or {}
+
+    @classmethod
+    def from_pretrained(cls, folder, *, device: Optional[str] = None, **kwargs) -> "DiSCo":
+        """Load a student folder written by :func:`pyterrier_disco.train.train`."""
+        import json
+
+        from .conversation import ConversationFormatter
+
+        meta_file = Path(folder) / "pt_meta.json"
+        if not meta_file.exists():
+            raise FileNotFoundError(f"{folder} is not a DiSCo student: {meta_file} is missing "
+                                    "(is training finished? resume it with --resume)")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("type") != "disco_student":
+            raise ValueError(f"{folder} holds a {meta.get('type')!r} artifact, not a DiSCo student")
+        student = SpladeModel(folder, device=device, max_length=meta.get("max_length", DEFAULT_MAX_LENGTH))
+        student.name = meta.get("name") or str(folder)
+        doc = SpladeModel(meta.get("doc_model"), device=device)
+        formatter = ConversationFormatter(**meta.get("formatter", {}))
+        return cls(student, doc, formatter=formatter, meta=meta, **kwargs)
+
+    def query_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
+        return self.conversation_encoder(self.formatter, batch_size, verbose)
+
+    def __repr__(self):
+        return f"DiSCo(query_model={self.query_model.name!r}, doc_model={self.doc_model.name!r})"

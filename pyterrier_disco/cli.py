@@ -21,6 +21,46 @@ def cmd_index(args) -> None:
     print(f"indexed {args.dataset} into {index.path} ({args.backend})")
 
 
+def cmd_teacher_run(args) -> None:
+    import pyterrier_disco as disco
+    from pyterrier_disco.index import open_index
+    from pyterrier_disco.train.teacher import build_teacher_run, resolve_teachers, save_teacher_run
+
+    frame = disco.conversations(args.dataset)
+    if args.limit:
+        frame = frame.head(args.limit)
+    splade = disco.Splade(args.model, device=args.device, batch_size=args.batch_size)
+    teachers = resolve_teachers(args.teachers, frame)
+    run = build_teacher_run(frame, teachers, splade, open_index(args.index), k=args.k)
+    save_teacher_run(run, args.out)
+    print(f"teacher run: {len(run)} rows, {run['qid'].nunique()} turns, teachers {', '.join(teachers)} -> {args.out}")
+
+
+def cmd_train(args) -> None:
+    import pyterrier_disco as disco
+    from pyterrier_disco.datasets import doc_lookup, qrels
+    from pyterrier_disco.train.teacher import load_teacher_run
+    from pyterrier_disco.train.trainer import TrainConfig, train
+
+    config = TrainConfig(loss=args.loss, infonce_weight=args.infonce_weight, infonce_tau=args.infonce_tau,
+                         regularization=args.regularization, n_negatives=args.negatives, strategy=args.sampling,
+                         aggregate=args.aggregate, missing_positive=args.missing_positive, epochs=args.epochs,
+                         batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    frame = disco.conversations(args.dataset)
+    run = load_teacher_run(args.teacher_run)
+    try:
+        positives = qrels(args.dataset)
+    except ValueError:
+        positives = None
+        print(f"{args.dataset} has no qrels: each turn's positive is the teacher's top document")
+    train(frame, run, doc_lookup(args.dataset), args.out, qrels=positives, config=config,
+          base_model=args.base_model, doc_model=args.model, device=args.device, resume=args.resume,
+          overwrite=args.overwrite, provenance={"dataset": args.dataset,
+                                                "teacher_run": str(args.teacher_run)})
+    print(f"student saved to {args.out}; load it with pyterrier_disco.DiSCo.from_pretrained({str(args.out)!r})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="disco", description="DiSCo conversational sparse retrieval (PyTerrier)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,6 +73,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     _add_model_args(p)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("teacher-run", help="retrieve with each teacher's rewrites and store the run (parquet)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, help="conversational ir_datasets id, e.g. ikat/2023/train")
+    p.add_argument("--teachers", default="human",
+                   help="comma-separated: human, automatic (rewrite columns), llm (the LLM rewriter), t5, "
+                        "or any column of the conversation frame")
+    p.add_argument("--index", required=True, help="index folder built by `disco index` for the same dataset")
+    p.add_argument("--out", required=True, help="parquet file to write (qid, docno, score, rank, teacher)")
+    p.add_argument("--k", type=int, default=1000, help="documents retrieved per turn and teacher")
+    p.add_argument("--limit", type=int, default=None, help="only the first N turns (for a quick run)")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_teacher_run)
+
+    p = sub.add_parser("train", help="train a DiSCo student from a teacher run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, help="conversational ir_datasets id the teacher run was built on")
+    p.add_argument("--teacher-run", required=True, help="parquet file from `disco teacher-run`")
+    p.add_argument("--out", required=True, help="output folder: checkpoints while training, then the student")
+    p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"],
+                   help="disco: 0.99 KLD + 0.01 InfoNCE (tau 1, the DiSCo release); followup: 0.95 KLD + 0.05 "
+                        "InfoNCE (tau 0.05); kld: distillation only; mse: representation distillation of the "
+                        "human rewrite (ConvDR/coSPLADE); infonce: contrastive on qrels only (convSPLADE)")
+    p.add_argument("--infonce-weight", type=float, default=None, help="override the preset's InfoNCE weight w")
+    p.add_argument("--infonce-tau", type=float, default=None, help="override the preset's InfoNCE temperature")
+    p.add_argument("--regularization", default="off", choices=["off", "splade", "high", "higher", "highest"],
+                   help="FLOPS (documents) / L1 (queries) lambdas: off; splade 5e-4/1e-3; high 1e-3/5e-3; "
+                        "higher 1e-2/5e-2; highest 5e-2/1e-1 (quadratic warm-up)")
+    p.add_argument("--negatives", type=int, default=16, help="negatives per turn")
+    p.add_argument("--sampling", default="reference", choices=["reference", "top", "uniform"],
+                   help="reference: uniform over teacher ranks 10..960 (DiSCo code); top: next-best ranks; "
+                        "uniform: the whole teacher run")
+    p.add_argument("--aggregate", default="mean", choices=["mean", "min", "max"],
+                   help="multi-teacher score of a document, over the teachers that retrieved it")
+    p.add_argument("--missing-positive", default="skip", choices=["skip", "teacher_top"],
+                   help="turns without a qrels positive: skip them (DiSCo) or use the teacher's top document")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=10, help="turns per batch")
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate (linear decay, 1%% warm-up)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--model", default=None, help="document-side SPLADE (default: embedded SPLADE-tiny)")
+    p.add_argument("--base-model", default=None, help="student start point (default: the document model)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="discard what --out holds and train from scratch")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -9,6 +9,7 @@ for var, sub in [("NUMBA_CACHE_DIR", "numba"), ("IR_DATASETS_HOME", "ir_datasets
     os.environ.setdefault(var, str(_TMP / sub))
     Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DISCO_OFFLINE", "1")  # never try to download dataset files
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -67,3 +68,15 @@ def ikat_index(tmp_path_factory, splade_model, ikat_passages):
     records = [{"docno": d, "toks": t} for d, t in zip(ikat_passages["docno"], splade_model.to_dicts(doc_matrix))]
     index.indexer(vocab=splade_model.vocab_fingerprint).index(records)
     return index, doc_matrix
+
+
+@pytest.fixture(scope="session")
+def ikat_home(shared_data):
+    """``$IR_DATASETS_HOME/ikat`` holding the real iKAT 2023 train files (topics and passages)."""
+    import shutil
+    target = Path(os.environ["IR_DATASETS_HOME"]) / "ikat"
+    target.mkdir(parents=True, exist_ok=True)
+    for f in (shared_data / "ikat" / "2023").iterdir():
+        if not (target / f.name).exists():
+            shutil.copy(f, target / f.name)
+    return target

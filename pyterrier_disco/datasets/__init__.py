@@ -5,7 +5,7 @@ downloaded there when missing (set ``DISCO_OFFLINE=1`` to never try); see each m
 """
 from . import cast, ikat, mini, qrecc, topiocqa
 from ._files import DocsUnavailableError, MissingOfficialFileError
-from .frames import conversations, known_ids
+from .frames import conversations, doc_lookup, known_ids, qrels
 
 _MODULES = (ikat, cast, topiocqa, qrecc, mini)
 REGISTERED_IDS = ("ikat/2023/train", "ikat/2023/test", "trec-cast/v3/2022", "topiocqa/train", "topiocqa/dev",
@@ -23,5 +23,5 @@ def register() -> None:
                 existing.add(ds_id)
 
 
-__all__ = ["register", "conversations", "known_ids", "MissingOfficialFileError", "DocsUnavailableError",
+__all__ = ["register", "conversations", "qrels", "doc_lookup", "known_ids", "MissingOfficialFileError", "DocsUnavailableError",
            "REGISTERED_IDS"]

@@ -62,3 +62,29 @@ def conversations(dataset_or_id, split: Optional[str] = None) -> pd.DataFrame:
     df["conversation_id"] = df["conversation_id"].astype(str)
     df["turn"] = df["turn"].astype(int)
     return df[FRAME_COLUMNS + [c for c in df.columns if c not in FRAME_COLUMNS]].reset_index(drop=True)
+
+
+def qrels(dataset_or_id, split: Optional[str] = None) -> pd.DataFrame:
+    """The dataset's qrels as ``qid, docno, label`` (str ids)."""
+    ds = _resolve(dataset_or_id, split)
+    if not ds.has_qrels():
+        raise ValueError(f"{ds.dataset_id()} has no qrels")
+    df = pd.DataFrame([(q.query_id, q.doc_id, int(q.relevance)) for q in ds.qrels_iter()],
+                      columns=["qid", "docno", "label"])
+    return df.astype({"qid": str, "docno": str})
+
+
+def doc_lookup(dataset_or_id, split: Optional[str] = None):
+    """A function mapping a list of docnos to their texts, through the dataset's docstore."""
+    ds = _resolve(dataset_or_id, split)
+    if not ds.has_docs():
+        raise ValueError(f"{ds.dataset_id()} has no documents")
+    store = ds.docs_store()
+
+    def lookup(docnos: List[str]) -> List[str]:
+        found = store.get_many(docnos)
+        missing = [d for d in docnos if d not in found]
+        if missing:
+            raise KeyError(missing[0])
+        return [found[d].default_text() for d in docnos]
+    return lookup

@@ -1,5 +1,6 @@
 """TREC iKAT 2023 (``ikat/2023/train``, ``ikat/2023/test``): official topics, provenance passages, provenance qrels."""
 import json
+import warnings
 from typing import List, NamedTuple, Tuple
 
 from ir_datasets.datasets.base import Dataset
@@ -87,16 +88,21 @@ def _qrels(split):
 
 
 def _passages():
-    """Passages of both splits (docno ``<doc_id>:<passage_id>``); strict: both official files are required,
-    because the train and test qrels point into one shared collection."""
-    files = [passages_file(s) for s in SPLITS]
-    missing = [f for f in files if not f.exists()]
-    for f in missing:
+    """Passages of both splits (docno ``<doc_id>:<passage_id>``): the train and test qrels point into one shared
+    collection. A split whose passage file cannot be found (or downloaded) is left out with a warning naming the
+    file; with neither file, a MissingOfficialFileError."""
+    files, errors = [], []
+    for f in (passages_file(s) for s in SPLITS):
         try:
             f.path()
+            files.append(f)
         except MissingOfficialFileError as e:
-            raise MissingOfficialFileError(f"the iKAT 2023 passage collection is the union of the train and test "
-                                           f"provenance passages; {e}") from None
+            errors.append(e)
+    if not files:
+        raise MissingOfficialFileError("the iKAT 2023 passage collection is the union of the train and test "
+                                       "provenance passages; " + "; ".join(map(str, errors)))
+    for e in errors:
+        warnings.warn(f"iKAT 2023 documents: only part of the collection is available ({e})")
     seen = set()
     for f in files:
         with f.stream() as lines:

@@ -180,3 +180,31 @@ def aggregate_teachers(run: pd.DataFrame, how: str = "mean") -> pd.DataFrame:
     out = out.sort_values(["qid", "score", "docno"], ascending=[True, False, True], kind="stable")
     return out.reset_index(drop=True)
 
+
+
+TEACHER_ALIASES = {"human": "human_rewrite", "automatic": "automatic_rewrite", "manual": "human_rewrite"}
+
+
+def resolve_teachers(names, conversations: pd.DataFrame, **rewriter_kwargs) -> Dict[str, Union[str, pt.Transformer]]:
+    """Teachers from short names: ``human``/``automatic`` (rewrite columns), ``llm`` (the default
+    :class:`~pyterrier_disco.rewrite.LLMRewriter`), ``t5`` (:class:`~pyterrier_disco.rewrite.T5Rewriter`), or any
+    column of the conversation frame. ``names`` is a list or a comma-separated string."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    teachers: Dict[str, Union[str, pt.Transformer]] = {}
+    for name in names:
+        if name == "llm":
+            from pyterrier_disco.rewrite import LLMRewriter
+            teachers[name] = LLMRewriter(**rewriter_kwargs)
+        elif name == "t5":
+            from pyterrier_disco.rewrite import T5Rewriter
+            teachers[name] = T5Rewriter()
+        else:
+            column = TEACHER_ALIASES.get(name, name)
+            if column not in conversations.columns:
+                raise ValueError(f"unknown teacher {name!r}: use human, automatic, llm, t5 or a column of the "
+                                 f"conversations ({', '.join(map(str, conversations.columns))})")
+            teachers[name] = column
+    if not teachers:
+        raise ValueError("no teachers given")
+    return teachers

@@ -306,7 +306,7 @@ class Trainer:
                     if not torch.isfinite(parts["loss"]):
                         raise FloatingPointError(
                             f"the training loss is {parts['loss'].item()} at step {step + 1} (parts: "
-                            + ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) +
+                            + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items()) +
                             "); lower the learning rate or the regularisation, or check the teacher scores")
                     (parts["loss"] / cfg.grad_accum).backward()
                     for k, v in parts.items():

@@ -8,5 +8,6 @@ from .datasets import conversations, register as register_datasets  # noqa: E402
 from .conversation import ConversationFormatter, full_context  # noqa: E402
 
 from .fusion import Fusion, fuse  # noqa: E402
+from . import datasets, rewrite, train  # noqa: E402
 
 register_datasets()

@@ -1,7 +1,11 @@
 """The ``disco`` command line."""
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
+
+
+from pyterrier_disco._utils import atomic_file
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -59,6 +63,34 @@ def cmd_train(args) -> None:
           overwrite=args.overwrite, provenance={"dataset": args.dataset,
                                                 "teacher_run": str(args.teacher_run)})
     print(f"student saved to {args.out}; load it with pyterrier_disco.DiSCo.from_pretrained({str(args.out)!r})")
+
+
+def cmd_evaluate(args) -> None:
+    import json
+
+    from pyterrier_disco.evaluation import evaluate_dataset, format_table, summary_records, write_outputs
+
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    summary, per_turn = evaluate_dataset(args.dataset, systems=systems, student=args.student, index_dir=args.index,
+                                         model=args.model, limit=args.limit, baseline=args.baseline)
+    print(f"{args.dataset}: {per_turn['qid'].nunique()} evaluated turns")
+    print(format_table(summary))
+    if args.out:
+        out = Path(args.out)
+        with atomic_file(out) as f:
+            json.dump(summary_records(summary), f, indent=2)
+        print(f"written: {out}")
+    if args.plots:
+        write_outputs(summary, per_turn, args.plots)
+        print(f"tables and plots written to {args.plots}")
+
+
+def cmd_demo(args) -> None:
+    from pyterrier_disco.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(workdir=Path(args.workdir), train_minutes=args.train_minutes, epochs=args.epochs,
+                        batch_size=args.batch_size, negatives=args.negatives, lr=args.lr, loss=args.loss,
+                        llm_train_turns=args.llm_train_turns, test_turns=args.test_turns))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +154,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard what --out holds and train from scratch")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="compare raw / full-context / rewrite / DiSCo / fusion systems on a dataset",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, help="conversational ir_datasets id with passages and qrels")
+    p.add_argument("--student", default=None, help="DiSCo student folder (for the disco and fusion systems)")
+    p.add_argument("--index", default=None, help="index folder to reuse or build (default: the user cache)")
+    p.add_argument("--systems", default="raw,fc,human,llm,disco,fusion",
+                   help="comma-separated: raw, fc (full context, untrained), human, llm, disco, fusion")
+    p.add_argument("--baseline", default="raw", help="system the paired t-tests compare against")
+    p.add_argument("--limit", type=int, default=None, help="only the first N turns")
+    p.add_argument("--model", default=None, help="document-side SPLADE when no student is given")
+    p.add_argument("--out", default=None, help="JSON file: one object per system")
+    p.add_argument("--plots", default=None, help="folder for results.csv/json, per_turn.csv and the two plots")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the whole method end to end on the embedded disco-mini collection",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--workdir", default="runs/demo", help="where the index, runs, students and results go")
+    p.add_argument("--train-minutes", type=float, default=10.0, help="training budget for both students together")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--negatives", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"])
+    p.add_argument("--llm-train-turns", type=int, default=150,
+                   help="training turns rewritten by the LLM teacher (about 1-3 s each on 2 CPU cores)")
+    p.add_argument("--test-turns", type=int, default=None,
+                   help="evaluate on the first test conversations only, about N turns (default: all)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

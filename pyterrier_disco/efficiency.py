@@ -1,5 +1,5 @@
 """Efficiency measures of the DiSCo paper: FLOPs (Eq. 7) and query length."""
-from typing import Dict, Iterable, Union
+from typing import Dict, Iterable, Mapping, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -7,7 +7,7 @@ import scipy.sparse as sp
 Vectors = Union[sp.spmatrix, Iterable[Dict[str, float]]]
 
 
-def _activation_probability(vectors: Vectors) -> Dict[str, float]:
+def activation_probability(vectors: Vectors) -> Dict[str, float]:
     """p_j: the fraction of vectors in which term j has a non-zero weight."""
     if sp.issparse(vectors):
         m = vectors.tocsc()
@@ -23,14 +23,16 @@ def _activation_probability(vectors: Vectors) -> Dict[str, float]:
     return {t: c / n for t, c in counts.items()}
 
 
-def flops(queries: Vectors, docs: Vectors) -> float:
+def flops(queries: Vectors, docs: Union[Vectors, Mapping[str, float]]) -> float:
     """Expected floating-point operations per query-document pair (DiSCo Eq. 7, after SPLADE):
 
     FLOPs = sum_j p_j(q) * p_j(d), where p_j(q) is the probability that term j is active in a query
     (averaged over the query set) and p_j(d) likewise over the document collection. Vectors are CSR
-    matrices over the same vocabulary or ``{term: weight}`` dicts.
+    matrices over the same vocabulary or ``{term: weight}`` dicts; ``docs`` may also be the precomputed
+    ``{term: p_j(d)}`` (e.g. :meth:`pyterrier_disco.SparseIndex.term_probabilities`).
     """
-    pq, pd = _activation_probability(queries), _activation_probability(docs)
+    pq = activation_probability(queries)
+    pd = dict(docs) if isinstance(docs, Mapping) else activation_probability(docs)
     return float(sum(p * pd[t] for t, p in pq.items() if t in pd))
 
 

@@ -109,6 +109,12 @@ class SparseIndex(pt.Artifact, pt.Indexer):
         self._data = (arrays, docnos, {t: i for i, t in enumerate(lexicon)})
         return self._data
 
+    def term_probabilities(self) -> Dict[str, float]:
+        """p_j(d): the fraction of documents in which each indexed term is active (for FLOPs, Eq. 7)."""
+        arrays, docnos, lexicon = self._load()
+        df = np.diff(arrays["offsets"])
+        return {t: df[i] / len(docnos) for t, i in lexicon.items()}
+
     @property
     def docnos(self) -> np.ndarray:
         return self._load()[1]

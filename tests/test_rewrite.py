@@ -37,8 +37,9 @@ def ikat_frame(shared_data, n_topics=None) -> pd.DataFrame:
 def test_prompt_follows_reference_format():
     text = PromptBuilder()("How tall is it?", CONV)
     lines = text.split("\n")
-    assert lines[0].startswith("# Instruction: I will give you a conversation between a user and a system.")
-    assert "rewrite the last question of the user into a self-contained query" in lines[0]
+    assert lines[0] == "# Instruction:"
+    assert lines[1].startswith("I will give you a conversation between a user and a system.")
+    assert lines[1].endswith("rewrite the last question of the user into a self-contained query.")
     # one worked example (yoga) and then the turn to rewrite, each with the same four-header layout
     assert text.count("# Context:") == 2 and text.count("# Re-written query:") == 2
     example, turn = text.split("\n\n")[1:3]
@@ -224,7 +225,7 @@ def test_empty_utterance_and_missing_columns(smollm):
     frame = pd.DataFrame({"qid": ["1", "2"], "query": ["  ", "how tall is it?"], "history": [[], CONV]})
     with pytest.warns(UserWarning, match="empty utterance"):
         out = rewriter(frame)
-    assert len(monkey_calls[0]) == 1 and out["query"].tolist() == ["  ".strip(), "how tall is it? A rewrite"]
+    assert len(monkey_calls[0]) == 1 and out["query"].tolist() == ["", "how tall is it? A rewrite"]
     assert rewriter.fallbacks == 1
     with pytest.raises(pt.validate.InputValidationError, match="history"):
         rewriter(frame.drop(columns=["history"]))

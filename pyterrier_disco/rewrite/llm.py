@@ -50,8 +50,8 @@ class VLLMBackend:
             from vllm import LLM, SamplingParams
         except ImportError as e:
             raise ImportError(VLLM_MISSING) from e
-        kwargs = {"device": device} if device else {}
-        self.llm = LLM(model=load_from, max_model_len=max_prompt_tokens + max_new_tokens, **kwargs)
+        # vLLM places the model itself (``device`` is not passed: recent vLLM versions dropped the argument)
+        self.llm = LLM(model=load_from, max_model_len=max_prompt_tokens + max_new_tokens)
         self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
                                      truncate_prompt_tokens=max_prompt_tokens)
 

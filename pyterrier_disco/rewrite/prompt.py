@@ -5,7 +5,8 @@ example (a conversation about yoga and its rewrite), then ``# Context:`` with ``
 ``# Please rewrite the following user question:``, the utterance, and ``# Re-written query:``. The
 section headers, their one-per-line layout and the ``user: ...`` / ``system: ...`` context lines follow
 the authors' own rewriting scripts (github SimonLupart/ikat-baseline ``DATA/rewrite_gpt_ikat.py`` and
-SimonLupart/ikat-2024-baseline ``rewrite_gpt.py``). The paper's verbatim example text could not be
+SimonLupart/ikat-2024-baseline ``rewrite_gpt.py``; their iKAT-only "background about the user" (PTKB)
+sentence and section are left out, as in DiSCo). The paper's verbatim example text could not be
 retrieved offline: the yoga example below reproduces its shape (a short yoga exchange and its
 self-contained rewrite), not necessarily its exact words.
 """
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
-INSTRUCTION = ("# Instruction: I will give you a conversation between a user and a system. "
+INSTRUCTION = ("# Instruction:\nI will give you a conversation between a user and a system. "
                "You should rewrite the last question of the user into a self-contained query.")
 EXAMPLE_HISTORY = (
     {"role": "user", "text": "I would like to start doing yoga at home. Which style is good for beginners?"},

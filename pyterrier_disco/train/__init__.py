@@ -6,8 +6,10 @@ from pyterrier_disco.train.regularization import (SPARSITY_PRESETS, SparsityConf
 from pyterrier_disco.train.sampling import STRATEGIES, TrainingExample, build_examples
 from pyterrier_disco.train.teacher import (aggregate_teachers, build_teacher_run, check_teacher_run,
                                            doc_model_metadata, load_teacher_run, save_teacher_run)
+from pyterrier_disco.train.trainer import TrainConfig, Trainer, train
 
 __all__ = [
+    "TrainConfig", "Trainer", "train",
     "LOSS_PRESETS", "LossConfig", "candidate_scores", "in_batch_scores", "infonce", "kld", "kld_infonce", "mse",
     "SPARSITY_PRESETS", "SparsityConfig", "anti_zero", "flops", "l0", "l1", "warmup_lambda",
     "STRATEGIES", "TrainingExample", "build_examples",

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pyterrier_disco as disco
+from pyterrier_disco.cli import main
+from pyterrier_disco.evaluation import (MEASURE_NAMES, compare, format_table, standard_systems, summary_records,
+                                        write_outputs)
+from pyterrier_disco.rewrite import Column
+
+TEST = "disco-mini/test"
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory, splade_model):
+    path = tmp_path_factory.mktemp("mini") / "index"
+    assert main(["index", "--dataset", TEST, "--out", str(path)]) == 0
+    topics = disco.conversations(TEST)
+    topics = topics[topics["conversation_id"].isin(topics["conversation_id"].unique()[:4])].reset_index(drop=True)
+    return disco.SparseIndex(path), topics, disco.datasets.qrels(TEST)
+
+
+def reciprocal_rank(results, qrels):
+    relevant = qrels.groupby("qid")["docno"].apply(set)
+    rr = []
+    for qid in relevant.index:
+        ranked = results[results["qid"] == qid].sort_values("rank")["docno"].tolist()
+        hits = [i for i, d in enumerate(ranked) if d in relevant[qid]]
+        rr.append(1 / (hits[0] + 1) if hits else 0.0)
+    return float(np.mean(rr))
+
+
+def test_compare_measures_and_efficiency_against_independent_computations(mini, splade_model):
+    index, topics, qrels = mini
+    qrels = qrels[qrels["qid"].isin(topics["qid"])]
+    splade = disco.Splade(splade_model)
+    untrained = disco.DiSCo(splade_model)
+    systems = standard_systems(["raw", "fc", "human", "disco", "fusion"], splade, students={"untrained": untrained},
+                               llm=Column("human_rewrite"))
+    summary, per_turn = compare(systems, topics, qrels, index, verbose=False)
+    by_name = summary.set_index("name")
+    raw_results = (splade.query_encoder() >> index.retriever())(topics)
+    assert by_name.loc["raw", "RR"] == pytest.approx(reciprocal_rank(raw_results, qrels))
+    # an untrained student is the full-context baseline
+    for m in MEASURE_NAMES:
+        assert by_name.loc["untrained", m] == pytest.approx(by_name.loc["fc", m])
+    fused = disco.fuse((splade.conversation_encoder() >> index.retriever())(topics),
+                       (Column("human_rewrite") >> splade.query_encoder() >> index.retriever())(topics))
+    assert by_name.loc["fusion", "RR"] == pytest.approx(reciprocal_rank(fused, qrels))
+    toks = splade.query_encoder()(topics)["query_toks"]
+    assert by_name.loc["raw", "q_len"] == pytest.approx(np.mean([len(t) for t in toks]))
+    passages = pd.DataFrame(list(disco.index.dataset_docs(TEST)))
+    doc_matrix = splade_model.encode(list(passages["text"]))
+    assert by_name.loc["raw", "FLOPs"] == pytest.approx(disco.flops(splade_model.to_csr(list(toks)), doc_matrix),
+                                                        rel=1e-6)
+    assert by_name.loc["human", "llm_calls_per_query"] == 0 and (summary["ms_per_query"] > 0).all()
+    assert set(per_turn["system"]) == set(summary["name"]) and len(per_turn) == len(summary) * len(topics)
+    assert "RR p-value corrected" in summary.columns  # t-tests against the raw baseline
+    table = format_table(summary)
+    assert "SPLADE (raw utterance)" in table and "Bonferroni" in table
+    records = summary_records(summary)
+    assert [r["name"] for r in records] == list(summary["name"])
+    assert all({"RR", "R@10", "R@100", "nDCG@3", "q_len", "FLOPs", "ms_per_query", "llm_calls_per_query"} <= set(r)
+               for r in records)
+
+
+def test_write_outputs_and_cli_evaluate(mini, tmp_path):
+    index, topics, qrels = mini
+    out = tmp_path / "eval.json"
+    code = main(["evaluate", "--dataset", TEST, "--systems", "raw,human", "--index", str(index.path), "--limit", "12",
+                 "--out", str(out), "--plots", str(tmp_path / "plots")])
+    assert code == 0
+    records = json.loads(out.read_text())
+    assert [r["name"] for r in records] == ["raw", "human"]
+    for name in ("results.csv", "results.json", "per_turn.csv", "by_depth.png", "tradeoff.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0
+    assert (tmp_path / "plots" / "by_depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_errors_are_clear(capsys, tmp_path):
+    assert main(["evaluate", "--dataset", "nope/none", "--systems", "raw"]) == 2
+    assert "known ids" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", TEST, "--systems", "disco"]) == 2
+    assert "student" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["index", "--dataset", TEST, "--out", str(tmp_path / "i"), "--backend", "lucene"])

@@ -9,5 +9,6 @@ from .conversation import ConversationFormatter, full_context  # noqa: E402
 
 from .fusion import Fusion, fuse  # noqa: E402
 from . import datasets, rewrite, train  # noqa: E402
+from .rewrite import LLMRewriter, RewriteColumns, T5Rewriter  # noqa: E402
 
 register_datasets()

@@ -173,12 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--workdir", default="runs/demo", help="where the index, runs, students and results go")
     p.add_argument("--train-minutes", type=float, default=10.0, help="training budget for both students together")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--negatives", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=float, default=2e-4, help="above the paper's 2e-5: the demo trains for minutes")
     p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"])
-    p.add_argument("--llm-train-turns", type=int, default=150,
+    p.add_argument("--llm-train-turns", type=int, default=100,
                    help="training turns rewritten by the LLM teacher (about 1-3 s each on 2 CPU cores)")
     p.add_argument("--test-turns", type=int, default=None,
                    help="evaluate on the first test conversations only, about N turns (default: all)")

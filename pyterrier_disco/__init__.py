@@ -11,4 +11,10 @@ from .fusion import Fusion, fuse  # noqa: E402
 from . import datasets, rewrite, train  # noqa: E402
 from .rewrite import LLMRewriter, RewriteColumns, T5Rewriter  # noqa: E402
 
+__all__ = [
+    "Splade", "SpladeModel", "DiSCo", "embedded_model_path", "SparseIndex", "PisaBackend", "sparse_index",
+    "open_index", "flops", "query_length", "conversations", "register_datasets", "ConversationFormatter",
+    "full_context", "Fusion", "fuse", "LLMRewriter", "RewriteColumns", "T5Rewriter", "datasets", "rewrite", "train",
+]
+
 register_datasets()

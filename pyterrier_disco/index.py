@@ -293,6 +293,10 @@ class SparseRetriever(pt.Transformer):
             raise ValueError(f"{self.index.path} was built with vocabulary {built_with}, but the queries "
                              f"come from an encoder with vocabulary {self.vocab}: re-index with the same model")
         queries = [self._query_arrays(toks, lexicon, qid) for qid, toks in zip(inp["qid"], inp["query_toks"])]
+        asked = sum(1 for toks in inp["query_toks"] if toks)
+        if asked >= 5 and not any(len(t) for t, _ in queries):
+            raise ValueError(f"none of the terms of {asked} queries is in the index {self.index.path}: the queries "
+                             "were probably encoded with another vocabulary than the documents")
         query_cols = [c for c in inp.columns if c not in ("docno", "score", "rank")]
         if not queries:
             return pd.DataFrame(columns=query_cols + ["docno", "score", "rank"])

@@ -98,6 +98,9 @@ def test_vocabulary_mismatch_and_ties(tmp_path):
     assert list(idx.retriever(vocab="v1")(q)["docno"]) == ["x", "y"]  # ties: indexing order
     with pytest.raises(ValueError, match="vocabulary"):
         idx.retriever(vocab="other")(q)
+    foreign = pd.DataFrame({"qid": [str(i) for i in range(5)], "query_toks": [{f"▁tok{i}": 1.0} for i in range(5)]})
+    with pytest.raises(ValueError, match="another vocabulary"):
+        idx.retriever()(foreign)
     with pytest.raises(FileExistsError):
         small_index(tmp_path / "i", DOCS)
 

@@ -85,6 +85,10 @@ def test_bad_inputs(setup, tmp_path, splade_model):
     with pytest.raises(ValueError, match="not in the conversations"):
         train(frame.head(3), run, docs, tmp_path / "q", qrels=positives, doc_model=splade_model, config=cfg,
               verbose=False)
+    foreign = run.copy()
+    foreign.attrs["teacher_run"] = {**run.attrs["teacher_run"], "vocab_fingerprint": "0" * 16}
+    with pytest.raises(ValueError, match="vocabulary mismatch"):
+        train(frame, foreign, docs, tmp_path / "v", qrels=positives, doc_model=splade_model, config=cfg)
     with pytest.raises(KeyError, match="history"):
         train(frame.drop(columns=["history"]), run, docs, tmp_path / "h", doc_model=splade_model, config=cfg)
     train(frame, run, docs, tmp_path / "done", qrels=positives, doc_model=splade_model, config=cfg, verbose=False)

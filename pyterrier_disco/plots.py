@@ -117,8 +117,10 @@ def plot_tradeoff(summary: pd.DataFrame, out_png, x: str = "FLOPs", y: str = "R@
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
     ax.scatter(summary[x], summary[y], zorder=2)
-    for name, xv, yv in zip(summary[label], summary[x], summary[y]):
-        ax.annotate(str(name), (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    ranks = summary[y].rank(method="first").astype(int)  # alternate label sides so near points stay legible
+    for name, xv, yv, r in zip(summary[label], summary[x], summary[y], ranks):
+        ax.annotate(str(name), (xv, yv), textcoords="offset points", xytext=(4, 4 if r % 2 else -11),
+                    fontsize="small")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(x)

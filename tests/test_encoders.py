@@ -90,3 +90,18 @@ def test_separate_query_and_document_models(splade_model):
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         SpladeModel(tmp_path)
+
+
+def test_conversation_encoder_reads_the_history_newest_first(splade_model):
+    enc = Splade(splade_model).conversation_encoder()
+    history = [{"role": "user", "text": "Tell me about the Panama Canal."},
+               {"role": "system", "text": "It links the Atlantic and Pacific oceans through Panama."}]
+    frame = pd.DataFrame({"qid": ["1"], "query": ["When did it open?"], "history": [history]})
+    toks = enc(frame)["query_toks"][0]
+    text = "When did it open? [SEP] It links the Atlantic and Pacific oceans through Panama. [SEP] " \
+           "Tell me about the Panama Canal."
+    assert toks == pytest.approx(splade_model.to_dicts(splade_model.encode([text]))[0])
+    assert "panama" in toks
+    assert pt.inspect.transformer_outputs(enc, ["qid", "query", "history"]) == ["qid", "query", "history", "query_toks"]
+    with pytest.raises(pt.validate.InputValidationError):
+        enc(pd.DataFrame({"qid": ["1"], "query": ["no history column"]}))

@@ -4,6 +4,7 @@ A SPLADE representation of a text is ``max over tokens of log(1 + relu(logits)) 
 one weight per vocabulary term (Formal et al., SPLADE v2). The query side and the document side may
 be different checkpoints: DiSCo trains only the query encoder.
 """
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -42,6 +43,20 @@ def check_texts(values: Iterable, column: str) -> List[str]:
     return texts
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """No per-tensor "Loading weights" / "Writing model shards" bars: small models load and save in a blink."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 class SpladeModel(torch.nn.Module):
     """A SPLADE encoder over any masked-LM checkpoint (a local folder or a Hugging Face hub id).
 
@@ -62,7 +77,8 @@ class SpladeModel(torch.nn.Module):
         self.source = None if name_or_path is None else str(name_or_path)  # None: the embedded default
         self.name = "splade-tiny (embedded)" if name_or_path is None else str(name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        with _quiet_loading():
+            self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         self.max_length = max_length
         self.device = torch.device(device or default_device())
         self.autocast = (self.device.type == "cuda") if autocast is None else autocast
@@ -122,7 +138,8 @@ class SpladeModel(torch.nn.Module):
 
     def save(self, folder) -> None:
         """Write weights (safetensors), config and tokenizer into ``folder`` (which must exist)."""
-        self.mlm.save_pretrained(str(folder), safe_serialization=True)
+        with _quiet_loading():
+            self.mlm.save_pretrained(str(folder), safe_serialization=True)
         self.tokenizer.save_pretrained(str(folder))
 
     def to_dicts(self, matrix: sp.csr_matrix) -> List[Dict[str, float]]:

@@ -8,8 +8,12 @@ On-disk layout of a ``SparseIndex`` folder (all written to a temporary folder, r
   term ``t`` are ``doc_ids[offsets[t]:offsets[t+1]]`` (ascending) with their ``weights``
 - ``docnos.npy``: docno of each internal doc id
 """
+import contextlib
+import ctypes
 import itertools
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -351,10 +355,26 @@ class PisaBackend:
                   verbose: bool = False) -> pt.Transformer:
         if not self.built():
             raise FileNotFoundError(f"no PISA index at {self.path}")
-        return self.pisa.quantized(num_results=num_results, threads=threads, verbose=verbose)
+        with _stdout_to_stderr():  # creating it builds the quantised index files on first use
+            return _QuietPisaRetriever(self.pisa.quantized(num_results=num_results, threads=threads,
+                                                           verbose=verbose))
 
     def __repr__(self):
         return f"PisaBackend({str(self.path)!r})"
+
+
+class _QuietPisaRetriever(pt.Transformer):
+    """PISA's quantised retriever with its stdout logging (the first query builds files) sent to stderr."""
+
+    def __init__(self, retriever: pt.Transformer):
+        self.retriever = retriever
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        with _stdout_to_stderr():
+            return self.retriever(inp)
+
+    def __repr__(self):
+        return repr(self.retriever)
 
 
 class _GuardedPisaIndexer(pt.Indexer):
@@ -385,8 +405,23 @@ class _GuardedPisaIndexer(pt.Indexer):
         if self.overwrite:
             self.backend.pisa = PisaIndex(str(self.backend.path), stemmer="none", overwrite=True,
                                           threads=self.backend.pisa.threads)
-        self.backend.pisa.toks_indexer().index(records)
+        with _stdout_to_stderr():  # PISA's C++ logging writes to stdout, which belongs to the caller's output
+            self.backend.pisa.toks_indexer().index(records)
         return self.backend
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers too, before fd 1 points back at stdout
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def sparse_index(path, backend: str = "numba", **kwargs):

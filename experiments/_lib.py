@@ -1,6 +1,7 @@
 """Shared steps of the experiment scripts: index, teacher runs, training, evaluation, all cached in --work."""
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -19,6 +20,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps (small runs)")
     p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate (paper: 2e-5; short CPU runs: 2e-4)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="JSON file for the table")
     return p
@@ -52,10 +54,13 @@ def student(dataset: str, teachers: Sequence[str], args, splade, index, work: Pa
     from pyterrier_disco.train import train
 
     out = work / "students" / name
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, **config)
     if (out / "pt_meta.json").exists():
-        return disco.DiSCo.from_pretrained(out, device=args.device)
+        trained = disco.DiSCo.from_pretrained(out, device=args.device)
+        if trained.meta["recipe"]["config"] != asdict(cfg):
+            raise FileExistsError(f"{out} holds a student trained with other settings; remove it or use another --work")
+        return trained
     run = teacher_run(dataset, teachers, splade, index, work, args.limit)
-    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, **config)
     try:
         positives = disco.datasets.qrels(dataset)
     except ValueError:

@@ -136,3 +136,20 @@ def test_resume_after_sigkill_gives_the_same_weights(setup, tmp_path):
         torch.testing.assert_close(full[k], resumed[k], atol=1e-6, rtol=0)
     steps = pd.read_csv(tmp_path / "killed" / "train_log.csv")["step"]
     assert list(steps) == list(range(1, 9))
+
+
+def test_cli_teacher_run(ikat_home, ikat_index, tmp_path, capsys):
+    from pyterrier_disco.cli import main
+    from pyterrier_disco.train import load_teacher_run
+
+    index, _ = ikat_index
+    out = tmp_path / "run.parquet"
+    assert main(["teacher-run", "--dataset", "ikat/2023/train", "--teachers", "human", "--index", str(index.path),
+                 "--out", str(out), "--limit", "10", "--k", "50"]) == 0
+    run = load_teacher_run(out)
+    assert set(run["teacher"]) == {"human"} and run["qid"].nunique() == 10
+    assert run.groupby("qid")["rank"].max().max() < 50
+    assert (run.groupby("qid")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    assert main(["teacher-run", "--dataset", "ikat/2023/train", "--teachers", "oracle", "--index", str(index.path),
+                 "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "unknown teacher 'oracle'" in capsys.readouterr().err

@@ -5,7 +5,8 @@ from pyterrier_disco.train.regularization import (SPARSITY_PRESETS, SparsityConf
                                                   warmup_lambda)
 from pyterrier_disco.train.sampling import STRATEGIES, TrainingExample, build_examples
 from pyterrier_disco.train.teacher import (aggregate_teachers, build_teacher_run, check_teacher_run,
-                                           doc_model_metadata, load_teacher_run, save_teacher_run)
+                                           doc_model_metadata, load_teacher_run, resolve_teachers,
+                                           save_teacher_run)
 from pyterrier_disco.train.trainer import TrainConfig, Trainer, train
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "SPARSITY_PRESETS", "SparsityConfig", "anti_zero", "flops", "l0", "l1", "warmup_lambda",
     "STRATEGIES", "TrainingExample", "build_examples",
     "aggregate_teachers", "build_teacher_run", "check_teacher_run", "doc_model_metadata", "load_teacher_run",
+    "resolve_teachers",
     "save_teacher_run",
 ]

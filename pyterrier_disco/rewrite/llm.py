@@ -59,6 +59,11 @@ class VLLMBackend:
         return [result.outputs[0].text for result in self.llm.generate(prompts, self.params, use_tqdm=False)]
 
 
+def _default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class LLMRewriter(GenerativeRewriter):
     """Rewrites each turn with a causal LLM prompted by DiSCo's one-shot rewriting prompt.
 
@@ -75,8 +80,10 @@ class LLMRewriter(GenerativeRewriter):
 
     def __init__(self, model=None, *, backend: str = "transformers", prompt: Optional[Callable[..., str]] = None,
                  context: str = "full", policy: str = "utterance+rewrite", max_new_tokens: int = 64,
-                 max_prompt_tokens: int = 1024, max_response_words: int = 64, batch_size: int = 8,
+                 max_prompt_tokens: int = 1024, max_response_words: int = 64, batch_size: Optional[int] = None,
                  device: Optional[str] = None, cache=True, verbose: bool = False):
+        if batch_size is None:  # on a CPU, padding a batch to its longest prompt costs more than it saves
+            batch_size = 8 if backend == "vllm" or str(device or _default_device()).startswith("cuda") else 1
         super().__init__(policy=policy, batch_size=batch_size, cache=cache, verbose=verbose)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")

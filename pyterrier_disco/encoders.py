@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from ._utils import packaged_file
+from .splade_head import SpladeHead
 
 DEFAULT_MAX_LENGTH = 256
 
@@ -91,6 +92,8 @@ class SpladeModel(torch.nn.Module):
         n_out = self.mlm.get_output_embeddings().weight.shape[0]
         if n_out != len(self.vocab):
             raise ValueError(f"{path}: the model scores {n_out} terms but its tokenizer has {len(self.vocab)}")
+        # None when the output layer cannot be split off: then the plain (batch, tokens, vocab) formula runs
+        self.head = SpladeHead.of(self.mlm, self.tokenize(["a splade head check"]))
 
     @property
     def vocab_fingerprint(self) -> str:
@@ -105,15 +108,21 @@ class SpladeModel(torch.nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """SPLADE vectors (batch, vocab) with gradients. Empty or whitespace texts give zero vectors."""
         enc = self.tokenize(texts)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):  # bf16: no loss scaling
+        blank = [not t.strip() for t in texts]
+        if self.head is None:
+            return self.plain_forward(enc, blank)
+        # bf16 autocast (GPU): no loss scaling needed
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast), self.head.capture():
+            hidden = self.mlm(**enc).logits
+        return self.head.representations(hidden, enc["attention_mask"], blank)
+
+    def plain_forward(self, enc: Dict[str, torch.Tensor], blank: Sequence[bool]) -> torch.Tensor:
+        """The textbook formula over the full (batch, tokens, vocab) logits: the reference for tests."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.mlm(**enc).logits
-        # log(1 + relu(.)) is monotone, so taking the max over unmasked tokens first is the same
-        # representation with one (batch, vocab) activation instead of a (batch, tokens, vocab) one.
-        padding = enc["attention_mask"].unsqueeze(-1) == 0
-        peak = logits.masked_fill(padding, float("-inf")).max(dim=1).values.float()
-        reps = torch.log1p(torch.relu(peak))
-        blank = torch.tensor([not t.strip() for t in texts], device=reps.device)
-        return reps.masked_fill(blank.unsqueeze(1), 0.0)
+        reps = torch.log1p(torch.relu(logits.float())) * enc["attention_mask"].unsqueeze(-1)
+        reps = reps.max(dim=1).values
+        return reps.masked_fill(torch.tensor(blank, device=reps.device).unsqueeze(1), 0.0)
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 32, verbose: bool = False,

@@ -1,5 +1,8 @@
 """Benchmark inputs: real iKAT 2023 passages and turns from ../shared/data (or disco-mini when absent)."""
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ikat" / "2023"
@@ -22,3 +25,16 @@ def passages_and_queries(repeat: int = 1):
         source = "disco-mini"
     docs = [{"docno": f"{d['docno']}#{r}", "text": d["text"]} for r in range(repeat) for d in base]
     return docs, queries, source
+
+
+def ikat_home(parent=None) -> bool:
+    """Point IR_DATASETS_HOME at ``parent`` (default: a new temp folder), holding copies of the iKAT 2023
+    files in ``parent/ikat``; False when the files are absent."""
+    if not (SHARED / "2023_train_topics.json").exists():
+        return False
+    home = Path(parent or tempfile.mkdtemp()) / "ikat"
+    home.mkdir()
+    for f in SHARED.iterdir():
+        shutil.copy(f, home / f.name)
+    os.environ["IR_DATASETS_HOME"] = str(home.parent)
+    return True

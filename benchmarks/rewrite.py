@@ -6,26 +6,16 @@ Turns are real iKAT 2023 train turns from ../shared/data (else disco-mini/test).
 """
 import argparse
 import json
-import os
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import pyterrier_disco as disco
+from _corpus import ikat_home
 from pyterrier_disco.rewrite import LLMRewriter
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ikat" / "2023"
 
 
 def turns(n: int):
-    if (SHARED / "2023_train_topics.json").exists():
-        home = Path(tempfile.mkdtemp()) / "ikat"
-        home.mkdir()
-        for f in SHARED.iterdir():
-            shutil.copy(f, home / f.name)
-        os.environ["IR_DATASETS_HOME"] = str(home.parent)
+    if ikat_home():
         return disco.conversations("ikat/2023/train").head(n), "ikat/2023/train"
     return disco.conversations("disco-mini/test").head(n), "disco-mini/test"
 

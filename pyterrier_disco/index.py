@@ -23,6 +23,7 @@ import pandas as pd
 import pyterrier as pt
 
 from ._utils import atomic_dir
+from .scoring import search  # noqa: F401  (re-exported: the engine behind SparseRetriever)
 
 ARTIFACT_TYPE, ARTIFACT_FORMAT = "sparse_index", "numba"
 _ARRAYS = {"offsets": np.int64, "doc_ids": np.int32, "weights": np.float32}
@@ -256,75 +257,6 @@ def index_from_csr(path, matrix, docnos: List[str], terms: List[str], *, vocab: 
         np.save(tmp / "weights.npy", matrix.data)
         _write_tables(tmp, [str(d) for d in docnos], list(terms), vocab)
     return SparseIndex(path)
-
-
-@numba.njit(cache=True, nogil=True)
-def _search_range(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, k, n_docs,
-                  start, stop, out_docs, out_scores, out_counts):
-    acc = np.zeros(n_docs, dtype=np.float64)
-    seen = np.zeros(n_docs, dtype=np.bool_)
-    touched = np.empty(n_docs, dtype=np.int32)
-    for q in range(start, stop):
-        n_touched = 0
-        for i in range(q_ptr[q], q_ptr[q + 1]):
-            t, qw = q_terms[i], q_weights[i]
-            for p in range(offsets[t], offsets[t + 1]):
-                d = doc_ids[p]
-                if not seen[d]:
-                    seen[d] = True
-                    touched[n_touched] = d
-                    n_touched += 1
-                acc[d] += qw * weights[p]
-        cand = np.sort(touched[:n_touched])
-        scores = np.empty(n_touched, dtype=np.float64)
-        for j in range(n_touched):
-            scores[j] = -acc[cand[j]]
-        order = np.argsort(scores, kind="mergesort")  # stable: ties keep ascending doc id
-        m = min(k, n_touched)
-        for j in range(m):
-            out_docs[q, j] = cand[order[j]]
-            out_scores[q, j] = -scores[order[j]]
-        out_counts[q] = m
-        for j in range(n_touched):
-            acc[touched[j]] = 0.0
-            seen[touched[j]] = False
-
-
-@numba.njit(cache=True, parallel=True)
-def _search_parallel(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, k, n_docs, n_chunks,
-                     out_docs, out_scores, out_counts):
-    n_q = len(q_ptr) - 1
-    step = (n_q + n_chunks - 1) // n_chunks
-    for c in numba.prange(n_chunks):
-        _search_range(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, k, n_docs,
-                      min(c * step, n_q), min((c + 1) * step, n_q), out_docs, out_scores, out_counts)
-
-
-def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray]], k: int,
-           threads: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact top-k for queries given as (term ids, weights). Returns (doc ids, scores, counts) arrays.
-
-    Ties are broken by ascending internal doc id (indexing order), so results are deterministic.
-    """
-    q_ptr = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t, _ in queries], out=q_ptr[1:])
-    q_terms = np.concatenate([t for t, _ in queries] + [np.empty(0, np.int64)]).astype(np.int64)
-    q_weights = np.concatenate([w for _, w in queries] + [np.empty(0, np.float64)]).astype(np.float64)
-    out_docs = np.full((len(queries), k), -1, dtype=np.int32)
-    out_scores = np.zeros((len(queries), k), dtype=np.float64)
-    out_counts = np.zeros(len(queries), dtype=np.int64)
-    args = (arrays["offsets"], arrays["doc_ids"], arrays["weights"], q_ptr, q_terms, q_weights, k, n_docs)
-    if threads > 1 and len(queries) > 1:
-        n_chunks = min(threads, len(queries))
-        previous = numba.get_num_threads()
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            _search_parallel(*args, n_chunks, out_docs, out_scores, out_counts)
-        finally:
-            numba.set_num_threads(previous)
-    else:
-        _search_range(*args, 0, len(queries), out_docs, out_scores, out_counts)
-    return out_docs, out_scores, out_counts
 
 
 class SparseRetriever(pt.Transformer):

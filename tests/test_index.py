@@ -133,3 +133,60 @@ def test_flops_and_query_length_match_the_formula(splade_model, ikat_index, quer
     assert flops(q, doc_matrix) == pytest.approx(float(pq @ pd_), rel=1e-9)
     assert flops(list(queries["query_toks"]), splade_model.to_dicts(doc_matrix)) == pytest.approx(float(pq @ pd_))
     assert query_length(q) == pytest.approx(np.mean([len(t) for t in queries["query_toks"]]))
+
+
+def _tied_collection(n_docs=300, n_terms=40, seed=3):
+    """Weights in multiples of 1/4 and query weights in {0.5, 1, 2}: float32 sums are exact, ties abound."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    dense = rng.integers(0, 5, size=(n_docs, n_terms)) * (rng.random((n_docs, n_terms)) < 0.15) / 4
+    dense[::37] = 0  # some empty documents
+    return sp.csr_matrix(dense.astype(np.float32)), rng
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("block_docs", [7, 64, 1 << 19])
+def test_blocked_engine_equals_brute_force_with_ties(monkeypatch, tmp_path, threads, block_docs):
+    from pyterrier_disco import scoring
+    from pyterrier_disco.index import index_from_csr, search
+
+    monkeypatch.setattr(scoring, "BLOCK_DOCS", block_docs)
+    matrix, rng = _tied_collection()
+    index = index_from_csr(tmp_path / "idx", matrix, [f"d{i}" for i in range(matrix.shape[0])],
+                           [f"t{j}" for j in range(matrix.shape[1])])
+    arrays, docnos, _ = index._load()
+    queries = [(np.sort(rng.choice(40, size=n, replace=False)), rng.choice([0.5, 1.0, 2.0], size=n))
+               for n in (1, 3, 10, 40)]
+    for k in (1, 5, 1000):
+        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, threads=threads)
+        for q, (terms, weights) in enumerate(queries):
+            exact = matrix[:, terms].toarray().astype(np.float64) @ weights
+            expected = sorted(np.flatnonzero(exact > 0), key=lambda d: (-exact[d], d))[:k]
+            assert list(doc_ids[q, :counts[q]]) == expected
+            assert list(scores[q, :counts[q]]) == list(exact[expected])
+
+
+def test_streaming_indexer_spills_chunks_and_equals_the_csr_build(monkeypatch, tmp_path):
+    from pyterrier_disco.index import SparseIndexer, index_from_csr
+
+    monkeypatch.setattr(SparseIndexer, "CHUNK_POSTINGS", 50)
+    matrix, _ = _tied_collection()
+    terms = [f"t{j}" for j in range(matrix.shape[1])]
+    records = ({"docno": f"d{i}", "toks": {terms[j]: float(matrix[i, j]) for j in matrix[i].indices}}
+               for i in range(matrix.shape[0]))
+    streamed = SparseIndex(tmp_path / "streamed").indexer(verbose=False).index(records)
+    direct = index_from_csr(tmp_path / "direct", matrix, [f"d{i}" for i in range(matrix.shape[0])], terms)
+    (a_arrays, a_docnos, a_lex), (b_arrays, b_docnos, b_lex) = streamed._load(), direct._load()
+    assert list(a_docnos) == list(b_docnos)
+    assert not list((tmp_path / "streamed").glob(".chunk-*")), "spilled chunks must be removed"
+    for term, j in b_lex.items():
+        if term not in a_lex:  # a term no document uses is not in the streamed lexicon
+            assert b_arrays["offsets"][j] == b_arrays["offsets"][j + 1]
+            continue
+        i = a_lex[term]
+        a_slice = slice(a_arrays["offsets"][i], a_arrays["offsets"][i + 1])
+        b_slice = slice(b_arrays["offsets"][j], b_arrays["offsets"][j + 1])
+        assert list(a_arrays["doc_ids"][a_slice]) == list(b_arrays["doc_ids"][b_slice])
+        assert list(a_arrays["weights"][a_slice]) == list(b_arrays["weights"][b_slice])
+    assert isinstance(a_arrays["doc_ids"], np.memmap)  # loaded memory-mapped

@@ -1,0 +1,140 @@
+"""Per-query end-to-end latency on CPU: LLM rewrite >> SPLADE >> retrieval vs DiSCo >> retrieval. Prints JSON.
+
+    python benchmarks/latency.py                      # 30 iKAT 2023 train turns, index of the iKAT passages
+    python benchmarks/latency.py --quick              # 5 turns, under 2 minutes
+    python benchmarks/latency.py --student runs/student --index runs/index --queries 95 --threads 2
+
+(a) ``LLMRewriter(cache=False)`` (SmolLM2-135M-Instruct; its GGUF conversion is cached after the first run)
+    >> SPLADE query encoding of the rewrite >> retrieval;
+(b) the whole conversation encoded as one query by the SPLADE query encoder (DiSCo) >> retrieval: the
+    embedded SPLADE-tiny (a trained student costs the same), or ``--student DIR`` (its document-side
+    SPLADE then encodes the rewrites of (a) and the index).
+Turns are spread evenly over the iKAT 2023 train conversations (../shared/data; disco-mini when absent).
+Each turn is a one-row frame, the stages are timed one after another, and (a) and (b) alternate which
+goes first. ``--index DIR`` uses an existing index (built with the same document encoder) instead of
+the 194 iKAT passages. Progress and warnings go to stderr; stdout is the JSON only.
+"""
+import os
+
+os.environ.setdefault("DISCO_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import pyterrier_disco as disco  # noqa: E402
+from _corpus import ikat_home  # noqa: E402
+from pyterrier_disco.index import index_dataset  # noqa: E402
+from pyterrier_disco.rewrite import LLMRewriter  # noqa: E402
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def timed_stages(frame, stages):
+    """Run ``stages`` one after another on ``frame``: ([output of each stage], [ms of each stage])."""
+    outputs, times = [], []
+    for stage in stages:
+        t0 = time.perf_counter()
+        frame = stage(frame)
+        times.append((time.perf_counter() - t0) * 1000)
+        outputs.append(frame)
+    return outputs, times
+
+
+def stats(values):
+    return {"median": round(float(np.median(values)), 2), "p90": round(float(np.percentile(values, 90)), 2)}
+
+
+def summary(parts, times, lengths):
+    times = np.asarray(times)
+    out = {f"{p}_ms": stats(times[:, i]) for i, p in enumerate(parts)}
+    out["total_ms"] = stats(times.sum(axis=1))
+    out["query_length_mean"] = round(float(np.mean(lengths)), 1)
+    return out
+
+
+def run(args, tmp: Path) -> dict:
+    torch.set_num_threads(args.threads)
+    dataset = "ikat/2023/train" if ikat_home(tmp) else "disco-mini/train"
+    frame = disco.conversations(dataset)
+    n = min(5 if args.quick else args.queries, len(frame) - 1)
+    rows = np.unique(np.linspace(1, len(frame) - 1, n).round().astype(int))  # row 0 is the warm-up
+    log(f"{len(rows)} turns of {dataset} ({len(frame)} in all)")
+
+    if args.student:
+        student = disco.DiSCo.from_pretrained(args.student)
+        splade, b_encoder = disco.Splade(student.doc_model), student.query_encoder(batch_size=1)
+        index_model = student
+    else:
+        splade = index_model = disco.Splade()
+        b_encoder = splade.conversation_encoder(batch_size=1)
+    if args.index:
+        index = disco.open_index(args.index, verbose=False)
+    else:
+        log("indexing the passages ...")
+        index = index_dataset(dataset, tmp / "index", splade=index_model, verbose=False)
+    retriever = index.retriever(num_results=1000, vocab=index_model.doc_model.vocab_fingerprint)
+    llm = LLMRewriter(cache=False)  # batch_size: 1 on a CPU
+    a_stages = [llm, splade.query_encoder(batch_size=1), retriever]
+    b_stages = [b_encoder, retriever]
+
+    log("warming up (loads the LLM) ...")
+    for warm in (frame.iloc[[0]], frame.iloc[[rows[0]]]):
+        timed_stages(warm, a_stages)
+        timed_stages(warm, b_stages)
+    calls_before = llm.llm_calls
+    a_times, b_times, a_len, b_len = [], [], [], []
+    for k, row in enumerate(rows):
+        one = frame.iloc[[row]]
+        for stages, times, lengths in ([(a_stages, a_times, a_len), (b_stages, b_times, b_len)][::1 - 2 * (k % 2)]):
+            outputs, ms = timed_stages(one, stages)  # outputs[-2]: the encoded query
+            times.append(ms)
+            lengths.append(disco.query_length(outputs[-2]["query_toks"]))
+        log(f"  {k + 1}/{len(rows)} qid {one['qid'].iloc[0]}: (a) {sum(a_times[-1]):.0f} ms, "
+            f"(b) {sum(b_times[-1]):.0f} ms")
+
+    a = summary(["rewrite", "encode", "search"], a_times, a_len)
+    a.update(rewriter=repr(llm), llm_calls=llm.llm_calls - calls_before, fallbacks=llm.fallbacks)
+    b = summary(["encode", "search"], b_times, b_len)
+    b["encoder"] = args.student or "embedded SPLADE-tiny conversation encoder (same cost as a DiSCo student)"
+    ratio = a["total_ms"]["median"] / b["total_ms"]["median"]
+    return {
+        "benchmark": "latency", "source": dataset, "queries": len(rows), "threads": args.threads, "device": "cpu",
+        "index": {"path": args.index or f"{dataset} passages (temporary)", "docs": len(index), "num_results": 1000},
+        "llm_rewrite": a, "disco": b,
+        "targets": [{
+            "name": "DiSCo vs LLM-rewrite pipeline, per-query latency", "ratio": round(ratio, 2), "target": 20,
+            "met": bool(ratio >= 20),
+            "detail": (f"median total per query: LLM rewrite >> SPLADE >> search {a['total_ms']['median']} ms "
+                       f"(rewrite {a['rewrite_ms']['median']} ms) vs DiSCo >> search {b['total_ms']['median']} ms, "
+                       f"{len(rows)} one-row queries, CPU, {args.threads} torch threads; query length "
+                       f"{a['query_length_mean']} vs {b['query_length_mean']} terms"),
+        }],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--queries", type=int, default=30)
+    ap.add_argument("--quick", action="store_true", help="5 queries")
+    ap.add_argument("--student", help="a DiSCo student folder")
+    ap.add_argument("--index", help="an existing index folder (default: index the dataset's passages)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+        report = run(args, Path(tmp))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 import pyterrier_disco as disco  # noqa: E402
 from _corpus import ikat_home  # noqa: E402
+from _stats import machine, summary, target  # noqa: E402
 from pyterrier_disco.index import index_dataset  # noqa: E402
 from pyterrier_disco.rewrite import LLMRewriter  # noqa: E402
 
@@ -51,14 +52,10 @@ def timed_stages(frame, stages):
     return outputs, times
 
 
-def stats(values):
-    return {"median": round(float(np.median(values)), 2), "p90": round(float(np.percentile(values, 90)), 2)}
-
-
-def summary(parts, times, lengths):
+def parts_summary(parts, times, lengths):
     times = np.asarray(times)
-    out = {f"{p}_ms": stats(times[:, i]) for i, p in enumerate(parts)}
-    out["total_ms"] = stats(times.sum(axis=1))
+    out = {f"{p}_ms": summary(times[:, i], digits=2) for i, p in enumerate(parts)}
+    out["total_ms"] = summary(times.sum(axis=1), digits=2)
     out["query_length_mean"] = round(float(np.mean(lengths)), 1)
     return out
 
@@ -104,23 +101,20 @@ def run(args, tmp: Path) -> dict:
         log(f"  {k + 1}/{len(rows)} qid {one['qid'].iloc[0]}: (a) {sum(a_times[-1]):.0f} ms, "
             f"(b) {sum(b_times[-1]):.0f} ms")
 
-    a = summary(["rewrite", "encode", "search"], a_times, a_len)
+    a = parts_summary(["rewrite", "encode", "search"], a_times, a_len)
     a.update(rewriter=repr(llm), llm_calls=llm.llm_calls - calls_before, fallbacks=llm.fallbacks - fallbacks_before)
-    b = summary(["encode", "search"], b_times, b_len)
+    b = parts_summary(["encode", "search"], b_times, b_len)
     b["encoder"] = args.student or "embedded SPLADE-tiny conversation encoder (same cost as a DiSCo student)"
     ratio = a["total_ms"]["median"] / b["total_ms"]["median"]
     return {
-        "benchmark": "latency", "source": dataset, "queries": len(rows), "threads": args.threads, "device": "cpu",
+        "benchmark": "latency", "source": dataset, "queries": len(rows), "threads": args.threads, "machine": machine(),
         "index": {"path": args.index or f"{dataset} passages (temporary)", "docs": len(index), "num_results": 1000},
         "llm_rewrite": a, "disco": b,
-        "targets": [{
-            "name": "DiSCo vs LLM-rewrite pipeline, per-query latency", "ratio": round(ratio, 2), "target": 20,
-            "met": bool(ratio >= 20),
-            "detail": (f"median total per query: LLM rewrite >> SPLADE >> search {a['total_ms']['median']} ms "
-                       f"(rewrite {a['rewrite_ms']['median']} ms) vs DiSCo >> search {b['total_ms']['median']} ms, "
-                       f"{len(rows)} one-row queries, CPU, {args.threads} torch threads; query length "
-                       f"{a['query_length_mean']} vs {b['query_length_mean']} terms"),
-        }],
+        "targets": [target("DiSCo vs LLM-rewrite pipeline, per-query latency", ratio, 20, (
+            f"median total per query: LLM rewrite >> SPLADE >> search {a['total_ms']['median']} ms "
+            f"(rewrite {a['rewrite_ms']['median']} ms) vs DiSCo >> search {b['total_ms']['median']} ms, "
+            f"{len(rows)} one-row queries, CPU, {args.threads} torch threads; query length "
+            f"{a['query_length_mean']} vs {b['query_length_mean']} terms"))],
     }
 
 

@@ -44,7 +44,7 @@ class SparseIndex(pt.Artifact, pt.Indexer):
     ARTIFACT_TYPE = ARTIFACT_TYPE
     ARTIFACT_FORMAT = ARTIFACT_FORMAT
 
-    def __init__(self, path, *, threads: int = 1, verbose: bool = True):
+    def __init__(self, path, *, threads: Optional[int] = None, verbose: bool = True):
         super().__init__(path)
         self.threads = threads
         self.verbose = verbose
@@ -81,7 +81,11 @@ class SparseIndex(pt.Artifact, pt.Indexer):
 
     def retriever(self, num_results: int = 1000, *, vocab: Optional[str] = None,
                   threads: Optional[int] = None, verbose: bool = False) -> "SparseRetriever":
-        """Exact top-``num_results`` by dot product (``qid, query_toks`` -> ``qid, docno, score, rank``)."""
+        """Exact top-``num_results`` by dot product (``qid, query_toks`` -> ``qid, docno, score, rank``).
+
+        ``threads=None``: one thread per ``scoring.BLOCK_DOCS`` documents, up to the cores (a second thread
+        only paid off from about a million documents in ``benchmarks/retrieval.py``).
+        """
         return SparseRetriever(self, num_results=num_results, vocab=vocab,
                                threads=threads or self.threads, verbose=verbose)
 
@@ -263,7 +267,7 @@ class SparseRetriever(pt.Transformer):
     """Retrieves from a :class:`SparseIndex` with ``query_toks``; exact, sorted, deterministic."""
 
     def __init__(self, index: SparseIndex, num_results: int = 1000, *, vocab: Optional[str] = None,
-                 threads: int = 1, verbose: bool = False):
+                 threads: Optional[int] = None, verbose: bool = False):
         if num_results < 1:
             raise ValueError(f"num_results must be >= 1, got {num_results}")
         self.index = index

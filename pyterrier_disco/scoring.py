@@ -13,7 +13,7 @@ DiSCo / SPLADE reference scorer, so the scores are identical), with three differ
 
 Ties are broken by ascending internal doc id (indexing order), so results are deterministic.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numba
 import numpy as np
@@ -125,13 +125,20 @@ def _search_parallel(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, n_doc
         out_counts[q] = _merge(heap_s, heap_d, counts, k, out_docs[q], out_scores[q])
 
 
+def default_threads(n_docs: int) -> int:
+    """One thread per block of ``BLOCK_DOCS`` documents, up to the cores numba may use."""
+    return max(1, min(n_docs // BLOCK_DOCS, numba.config.NUMBA_NUM_THREADS))
+
+
 def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray]], k: int,
-           threads: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+           threads: Optional[int] = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact top-k for queries given as (term ids, weights). Returns (doc ids, scores, counts) arrays.
 
     ``arrays`` holds the index's ``offsets``, ``doc_ids`` and ``weights``. With ``threads > 1`` each query's
-    blocks are scored in parallel.
+    blocks are scored in parallel; ``None`` picks :func:`default_threads`.
     """
+    if threads is None:
+        threads = default_threads(n_docs)
     q_ptr = np.zeros(len(queries) + 1, dtype=np.int64)
     np.cumsum([len(t) for t, _ in queries], out=q_ptr[1:])
     q_terms = np.concatenate([np.asarray(t, np.int64) for t, _ in queries] + [np.empty(0, np.int64)])

@@ -83,7 +83,7 @@ class SparseIndex(pt.Artifact, pt.Indexer):
                   threads: Optional[int] = None, verbose: bool = False) -> "SparseRetriever":
         """Exact top-``num_results`` by dot product (``qid, query_toks`` -> ``qid, docno, score, rank``).
 
-        ``threads=None``: one thread per ``scoring.BLOCK_DOCS`` documents, up to the cores (a second thread
+        ``threads=None``: one thread per ``scoring.DOCS_PER_THREAD`` documents, up to the cores (a second thread
         only paid off from about a million documents in ``benchmarks/retrieval.py``).
         """
         return SparseRetriever(self, num_results=num_results, vocab=vocab,

@@ -1,15 +1,17 @@
 """Exact top-k dot-product scoring over an inverted index, in numba.
 
 Term-at-a-time accumulation into a float32 score array (the same arithmetic, in the same term order, as the
-DiSCo / SPLADE reference scorer, so the scores are identical), with three differences that make it fast:
+DiSCo / SPLADE reference scorer, so the scores are identical), with two differences:
 
-- the collection is cut into blocks of ``BLOCK_DOCS`` documents whose accumulator fits in a core's L2 cache;
-  each posting list is entered at the block's first document by binary search, so every posting is still
-  read exactly once, but the random writes stay in cache;
-- the top k of a block comes from one pass over its accumulator with a k-sized heap, which also zeroes the
-  accumulator for the next query (no ``argwhere`` / ``argpartition`` over the whole collection, no allocation);
-- with several threads, blocks (not posting lists) are shared out, so one query uses all threads without
-  two threads writing to the same scores.
+- the top k comes from one pass over the accumulator with a k-sized heap, which also zeroes it for the next
+  query (no ``argwhere`` / ``argpartition`` over the whole collection, no allocation per query);
+- with several threads, each takes a contiguous range of documents (every posting list is entered at the
+  range's first document by binary search), so one query uses all threads and no two threads write to the
+  same scores; the reference instead splits each posting list across threads, one parallel region per term.
+
+Measured (``benchmarks/retrieval.py``): accumulation runs at ~1.3-2 ns per posting, bound by the scattered
+read-modify-write of the scores rather than by memory bandwidth; smaller cache-sized document blocks did not
+help, and score upper bounds (MaxScore-style) could skip at most ~30-40% of the postings of these queries.
 
 Ties are broken by ascending internal doc id (indexing order), so results are deterministic.
 """
@@ -18,7 +20,7 @@ from typing import List, Optional, Tuple
 import numba
 import numpy as np
 
-BLOCK_DOCS = 1 << 19  # 2 MiB of float32 scores: a core's L2 here
+DOCS_PER_THREAD = 1 << 19  # below this a second thread did not pay off (benchmarks/retrieval.py)
 
 
 @numba.njit(inline="always")
@@ -42,10 +44,10 @@ def _sift_down(heap_s, heap_d, n, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_top_k(offsets, doc_ids, weights, q_terms, q_weights, doc_lo, doc_hi, acc, heap_s, heap_d):
-    """Score documents [doc_lo, doc_hi) for one query; keep their top k (k = len(heap_s)) in a min-heap.
+def _range_top_k(offsets, doc_ids, weights, q_terms, q_weights, doc_lo, doc_hi, acc, heap_s, heap_d):
+    """Score documents [doc_lo, doc_hi) for one query and keep their top k (k = len(heap_s)) in a min-heap.
 
-    ``acc`` must be zero on [doc_lo, doc_hi) and is left zero. Returns the number of heap entries.
+    ``acc`` must be zero on the range and is left zero. Returns the number of heap entries.
     """
     for i in range(len(q_terms)):
         t, qw = q_terms[i], q_weights[i]
@@ -79,14 +81,14 @@ def _block_top_k(offsets, doc_ids, weights, q_terms, q_weights, doc_lo, doc_hi, 
 
 @numba.njit(cache=True, nogil=True)
 def _merge(heap_s, heap_d, counts, k, out_docs, out_scores):
-    """Merge per-block heaps into the sorted top k (score descending, doc id ascending); returns how many."""
+    """Merge per-thread heaps into the sorted top k (score descending, doc id ascending); returns how many."""
     total = 0
     for b in range(len(counts)):
         total += counts[b]
     docs = np.empty(total, np.int64)
     scores = np.empty(total, np.float64)
     j = 0
-    for b in range(len(counts)):  # blocks are in doc order, but a heap is not sorted: sort by doc first
+    for b in range(len(counts)):  # ranges are in doc order, but a heap is not sorted: sort by doc first
         for i in range(counts[b]):
             docs[j] = heap_d[b, i]
             scores[j] = heap_s[b, i]
@@ -102,32 +104,32 @@ def _merge(heap_s, heap_d, counts, k, out_docs, out_scores):
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_serial(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, n_docs, bounds, acc,
+def _search_serial(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, bounds, acc,
                    heap_s, heap_d, counts, out_docs, out_scores, out_counts):
     k = heap_s.shape[1]
     for q in range(len(q_ptr) - 1):
         terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
         for b in range(len(bounds) - 1):
-            counts[b] = _block_top_k(offsets, doc_ids, weights, terms, qws, bounds[b], bounds[b + 1], acc,
+            counts[b] = _range_top_k(offsets, doc_ids, weights, terms, qws, bounds[b], bounds[b + 1], acc,
                                      heap_s[b], heap_d[b])
         out_counts[q] = _merge(heap_s, heap_d, counts, k, out_docs[q], out_scores[q])
 
 
 @numba.njit(cache=True, parallel=True)
-def _search_parallel(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, n_docs, bounds, acc,
-                     heap_s, heap_d, counts, out_docs, out_scores, out_counts):
+def _search_parallel(offsets, doc_ids, weights, q_ptr, q_terms, q_weights, bounds, acc,
+                      heap_s, heap_d, counts, out_docs, out_scores, out_counts):
     k = heap_s.shape[1]
     for q in range(len(q_ptr) - 1):
         terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
         for b in numba.prange(len(bounds) - 1):
-            counts[b] = _block_top_k(offsets, doc_ids, weights, terms, qws, bounds[b], bounds[b + 1], acc,
+            counts[b] = _range_top_k(offsets, doc_ids, weights, terms, qws, bounds[b], bounds[b + 1], acc,
                                      heap_s[b], heap_d[b])
         out_counts[q] = _merge(heap_s, heap_d, counts, k, out_docs[q], out_scores[q])
 
 
 def default_threads(n_docs: int) -> int:
-    """One thread per block of ``BLOCK_DOCS`` documents, up to the cores numba may use."""
-    return max(1, min(n_docs // BLOCK_DOCS, numba.config.NUMBA_NUM_THREADS))
+    """One thread per ``DOCS_PER_THREAD`` documents, up to the cores numba may use."""
+    return max(1, min(n_docs // DOCS_PER_THREAD, numba.config.NUMBA_NUM_THREADS))
 
 
 def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray]], k: int,
@@ -135,7 +137,7 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     """Exact top-k for queries given as (term ids, weights). Returns (doc ids, scores, counts) arrays.
 
     ``arrays`` holds the index's ``offsets``, ``doc_ids`` and ``weights``. With ``threads > 1`` each query's
-    blocks are scored in parallel; ``None`` picks :func:`default_threads`.
+    document ranges are scored in parallel; ``None`` picks :func:`default_threads`.
     """
     if threads is None:
         threads = default_threads(n_docs)
@@ -143,18 +145,16 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     np.cumsum([len(t) for t, _ in queries], out=q_ptr[1:])
     q_terms = np.concatenate([np.asarray(t, np.int64) for t, _ in queries] + [np.empty(0, np.int64)])
     q_weights = np.concatenate([np.asarray(w, np.float32) for _, w in queries] + [np.empty(0, np.float32)])
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
-    n_blocks = max(-(-n_docs // BLOCK_DOCS), min(threads, n_docs), 1)
-    n_blocks = -(-n_blocks // threads) * threads  # a multiple of the threads, for an even share
-    bounds = np.linspace(0, n_docs, n_blocks + 1).astype(np.int64)
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, max(n_docs, 1)))
+    bounds = np.linspace(0, n_docs, threads + 1).astype(np.int64)  # one document range (and heap) per thread
     acc = np.zeros(max(n_docs, 1), dtype=np.float32)
-    heap_s = np.zeros((n_blocks, k), dtype=np.float32)
-    heap_d = np.zeros((n_blocks, k), dtype=np.int64)
-    counts = np.zeros(n_blocks, dtype=np.int64)
+    heap_s = np.zeros((threads, k), dtype=np.float32)
+    heap_d = np.zeros((threads, k), dtype=np.int64)
+    counts = np.zeros(threads, dtype=np.int64)
     out_docs = np.full((len(queries), k), -1, dtype=np.int32)
     out_scores = np.zeros((len(queries), k), dtype=np.float64)
     out_counts = np.zeros(len(queries), dtype=np.int64)
-    args = (arrays["offsets"], arrays["doc_ids"], arrays["weights"], q_ptr, q_terms, q_weights, n_docs, bounds,
+    args = (arrays["offsets"], arrays["doc_ids"], arrays["weights"], q_ptr, q_terms, q_weights, bounds,
             acc, heap_s, heap_d, counts, out_docs, out_scores, out_counts)
     if threads > 1:
         previous = numba.get_num_threads()

@@ -145,13 +145,10 @@ def _tied_collection(n_docs=300, n_terms=40, seed=3):
     return sp.csr_matrix(dense.astype(np.float32)), rng
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("block_docs", [7, 64, 1 << 19])
-def test_blocked_engine_equals_brute_force_with_ties(monkeypatch, tmp_path, threads, block_docs):
-    from pyterrier_disco import scoring
+@pytest.mark.parametrize("threads", [1, 2, 3, None])
+def test_engine_equals_brute_force_with_ties(tmp_path, threads):
     from pyterrier_disco.index import index_from_csr, search
 
-    monkeypatch.setattr(scoring, "BLOCK_DOCS", block_docs)
     matrix, rng = _tied_collection()
     index = index_from_csr(tmp_path / "idx", matrix, [f"d{i}" for i in range(matrix.shape[0])],
                            [f"t{j}" for j in range(matrix.shape[1])])

@@ -135,33 +135,51 @@ def test_flops_and_query_length_match_the_formula(splade_model, ikat_index, quer
     assert query_length(q) == pytest.approx(np.mean([len(t) for t in queries["query_toks"]]))
 
 
-def _tied_collection(n_docs=300, n_terms=40, seed=3):
+def _tied_collection(n_docs=300, n_terms=40, seed=3, density=0.15):
     """Weights in multiples of 1/4 and query weights in {0.5, 1, 2}: float32 sums are exact, ties abound."""
     import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
-    dense = rng.integers(0, 5, size=(n_docs, n_terms)) * (rng.random((n_docs, n_terms)) < 0.15) / 4
-    dense[::37] = 0  # some empty documents
-    return sp.csr_matrix(dense.astype(np.float32)), rng
+    matrix = sp.random(n_docs, n_terms, density=density, format="csr", random_state=seed,
+                       data_rvs=lambda n: rng.integers(1, 5, size=n) / 4).astype(np.float32)
+    matrix = sp.csr_matrix(matrix.multiply(np.arange(n_docs)[:, None] % 37 != 0))  # some empty documents
+    matrix.eliminate_zeros()
+    return matrix, rng
+
+
+def _check_engine(matrix, rng, threads, ks, tmp_path):
+    from pyterrier_disco.index import index_from_csr, search
+
+    n_terms = matrix.shape[1]
+    index = index_from_csr(tmp_path / "idx", matrix, [f"d{i}" for i in range(matrix.shape[0])],
+                           [f"t{j}" for j in range(n_terms)])
+    arrays, docnos, _ = index._load()
+    queries = [(np.sort(rng.choice(n_terms, size=n, replace=False)), rng.choice([0.5, 1.0, 2.0], size=n))
+               for n in (1, 3, 10, n_terms)]
+    for k in ks:
+        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, threads=threads)
+        for q, (terms, weights) in enumerate(queries):
+            exact = matrix[:, terms].toarray().astype(np.float64) @ weights
+            positive = np.flatnonzero(exact > 0)
+            expected = positive[np.lexsort((positive, -exact[positive]))][:k]  # score desc, then doc id
+            assert list(doc_ids[q, :counts[q]]) == list(expected)
+            assert list(scores[q, :counts[q]]) == list(exact[expected])
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, None])
 def test_engine_equals_brute_force_with_ties(tmp_path, threads):
-    from pyterrier_disco.index import index_from_csr, search
-
     matrix, rng = _tied_collection()
-    index = index_from_csr(tmp_path / "idx", matrix, [f"d{i}" for i in range(matrix.shape[0])],
-                           [f"t{j}" for j in range(matrix.shape[1])])
-    arrays, docnos, _ = index._load()
-    queries = [(np.sort(rng.choice(40, size=n, replace=False)), rng.choice([0.5, 1.0, 2.0], size=n))
-               for n in (1, 3, 10, 40)]
-    for k in (1, 5, 1000):
-        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, threads=threads)
-        for q, (terms, weights) in enumerate(queries):
-            exact = matrix[:, terms].toarray().astype(np.float64) @ weights
-            expected = sorted(np.flatnonzero(exact > 0), key=lambda d: (-exact[d], d))[:k]
-            assert list(doc_ids[q, :counts[q]]) == expected
-            assert list(scores[q, :counts[q]]) == list(exact[expected])
+    _check_engine(matrix, rng, threads, (1, 5, 1000), tmp_path)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_engine_over_several_blocks_equals_brute_force(tmp_path, threads):
+    """Over 3 blocks of 65536 documents (block-local doc ids, a short last block), with posting lists far
+    longer than the 16 vector lanes and ties across block and thread boundaries."""
+    from pyterrier_disco.scoring import BLOCK_DOCS
+
+    matrix, rng = _tied_collection(n_docs=2 * BLOCK_DOCS + 777, n_terms=12, seed=5, density=0.02)
+    _check_engine(matrix, rng, threads, (1, 50, 3000), tmp_path)
 
 
 def test_streaming_indexer_spills_chunks_and_equals_the_csr_build(monkeypatch, tmp_path):
@@ -177,13 +195,55 @@ def test_streaming_indexer_spills_chunks_and_equals_the_csr_build(monkeypatch, t
     (a_arrays, a_docnos, a_lex), (b_arrays, b_docnos, b_lex) = streamed._load(), direct._load()
     assert list(a_docnos) == list(b_docnos)
     assert not list((tmp_path / "streamed").glob(".chunk-*")), "spilled chunks must be removed"
+    columns = matrix.tocsc()
     for term, j in b_lex.items():
-        if term not in a_lex:  # a term no document uses is not in the streamed lexicon
-            assert b_arrays["offsets"][j] == b_arrays["offsets"][j + 1]
-            continue
-        i = a_lex[term]
-        a_slice = slice(a_arrays["offsets"][i], a_arrays["offsets"][i + 1])
-        b_slice = slice(b_arrays["offsets"][j], b_arrays["offsets"][j + 1])
-        assert list(a_arrays["doc_ids"][a_slice]) == list(b_arrays["doc_ids"][b_slice])
-        assert list(a_arrays["weights"][a_slice]) == list(b_arrays["weights"][b_slice])
+        truth = columns[:, j]
+        for index in (streamed, direct):
+            ids, weights = index.postings(term)  # global ids rebuilt from the block table
+            assert list(ids) == list(truth.indices) and list(weights) == list(truth.data)
+        if term in a_lex:  # the lexicons differ in order: compare positions within the posting list
+            a_row, b_row = a_arrays["blocks"][a_lex[term]], b_arrays["blocks"][j]
+            assert list(a_row - a_row[0]) == list(b_row - b_row[0])
     assert isinstance(a_arrays["doc_ids"], np.memmap)  # loaded memory-mapped
+
+
+def test_streamed_block_table_over_several_blocks(monkeypatch, tmp_path):
+    from pyterrier_disco.index import SparseIndexer, index_from_csr
+    from pyterrier_disco.scoring import BLOCK_DOCS
+
+    monkeypatch.setattr(SparseIndexer, "CHUNK_POSTINGS", 5000)
+    matrix, _ = _tied_collection(n_docs=2 * BLOCK_DOCS + 10, n_terms=6, seed=8, density=0.01)
+    terms = [f"t{j}" for j in range(matrix.shape[1])]
+    records = ({"docno": f"d{i}", "toks": {terms[j]: float(w) for j, w in zip(matrix[i].indices, matrix[i].data)}}
+               for i in range(matrix.shape[0]))
+    streamed = SparseIndex(tmp_path / "s").indexer(verbose=False).index(records)
+    direct = index_from_csr(tmp_path / "d", matrix, [f"d{i}" for i in range(matrix.shape[0])], terms)
+    (a, _, a_lex), (b, _, b_lex) = streamed._load(), direct._load()
+    for term in terms:
+        a_row, b_row = a["blocks"][a_lex[term]], b["blocks"][b_lex[term]]
+        assert len(a_row) == 4 and list(a_row - a_row[0]) == list(b_row - b_row[0])
+        assert list(streamed.postings(term)[0]) == list(matrix.tocsc()[:, b_lex[term]].indices)
+    q = pd.DataFrame({"qid": ["1"], "query_toks": [{"t0": 1.0, "t3": 2.0}]})
+    pd.testing.assert_frame_equal(streamed.retriever(num_results=500)(q), direct.retriever(num_results=500)(q))
+
+
+def test_block_table_and_older_indexes(tmp_path):
+    from pyterrier_disco.index import index_from_csr
+
+    matrix, _ = _tied_collection()
+    terms, docnos = [f"t{j}" for j in range(matrix.shape[1])], [f"d{i}" for i in range(matrix.shape[0])]
+    q = pd.DataFrame({"qid": ["1"], "query_toks": [{"t1": 1.0, "t7": 0.5, "t30": 2.0}]})
+    index = index_from_csr(tmp_path / "i", matrix, docnos, terms)
+    expected = index.retriever(num_results=20)(q)
+    # an index written before the block table: global int32 doc ids, no blocks.npy
+    np.save(tmp_path / "i" / "doc_ids.npy", matrix.tocsc().indices.astype(np.int32))
+    (tmp_path / "i" / "blocks.npy").unlink()
+    pd.testing.assert_frame_equal(SparseIndex(tmp_path / "i").retriever(num_results=20)(q), expected)
+    broken = index_from_csr(tmp_path / "b", matrix, docnos, terms)
+    blocks = np.load(tmp_path / "b" / "blocks.npy")
+    np.save(tmp_path / "b" / "blocks.npy", blocks[:, ::-1].copy())
+    with pytest.raises(CorruptIndexError, match="blocks.npy"):
+        broken.retriever()(q)
+    (tmp_path / "b" / "blocks.npy").unlink()
+    with pytest.raises(CorruptIndexError, match="blocks.npy"):
+        SparseIndex(tmp_path / "b").retriever()(q)

@@ -23,6 +23,7 @@ import pyterrier_disco as disco
 from _stats import machine, summary, target
 from pyterrier_disco.index import index_dataset
 from pyterrier_disco.train import TrainConfig, Trainer, build_teacher_run
+from pyterrier_disco.train.trainer import adamw
 
 DATASET = "disco-mini/train"
 
@@ -59,7 +60,7 @@ def main():
             "reference": make_trainer(frame, run, docs, qrels, f"{tmp}/c", TrainConfig(**cfg, cache_documents=False),
                                       splade.doc_model, True),
         }
-        optimizers = {name: torch.optim.AdamW(t.student.parameters(), lr=2e-5) for name, t in setups.items()}
+        optimizers = {name: adamw(list(t.student.parameters()), 2e-5, 0.0) for name, t in setups.items()}
         batch = setups["cached"].batch(0, 0)
         for trainer in setups.values():
             with torch.no_grad():

@@ -93,7 +93,8 @@ class SpladeHead:
             if len(positions) == 0:
                 continue
             if screen:
-                rough = (xi.to(torch.bfloat16) @ weight_bf16.T).amax(0).float()
+                # (vocab, tokens): reducing along the contiguous dimension is ~2x faster on CPU
+                rough = (weight_bf16 @ xi.to(torch.bfloat16).T).amax(1).float()
                 candidates = torch.nonzero(rough + bias + slack * xi.norm(dim=1).max() > 0).squeeze(1)
                 peak, arg = torch.addmm(bias[candidates], xi, weight[candidates].T).max(0)
             else:

@@ -125,6 +125,20 @@ def test_sparsity_presets_and_compute():
     assert out["lambda_q"].item() == pytest.approx(lam_q)
 
 
+def test_document_terms_from_a_sparse_matrix_equal_the_dense_ones():
+    import scipy.sparse as sp
+
+    from pyterrier_disco.train.regularization import document_terms
+
+    q = RNG.random((4, 40))
+    docs = RNG.random((12, 40)) * (RNG.random((12, 40)) > 0.8)
+    dense = SparsityConfig.preset("higher").compute(_t(q), _t(docs), step=3)
+    sparse = SparsityConfig.preset("higher").compute(_t(q), sp.csr_matrix(docs), step=3)
+    for key in ("loss", "flops_d", "anti_zero", "L0_d"):
+        assert sparse[key].item() == pytest.approx(dense[key].item(), rel=1e-6), key
+    assert document_terms(sp.csr_matrix(docs))[2].item() == pytest.approx((docs > 0).sum(axis=1).mean())
+
+
 def test_frozen_documents_get_no_gradient_from_flops():
     """In DiSCo the document encoder is frozen: the FLOPS term is logged but only queries are trained."""
     q = torch.tensor(RNG.random((3, 10)), requires_grad=True)

@@ -18,8 +18,10 @@ What the reference does, and so what this module does:
 - DiSCo itself trains with ``lambda_d = lambda_q = 0`` (preset ``off``).
 """
 from dataclasses import dataclass, replace
-from typing import Dict
+from typing import Dict, Tuple, Union
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 
@@ -41,6 +43,21 @@ def l0(reps: torch.Tensor) -> torch.Tensor:
 def anti_zero(queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
     """``1 / (sum of all query weights)^2 + 1 / (sum of all document weights)^2``, as in the reference."""
     return 1 / torch.sum(queries) ** 2 + 1 / torch.sum(docs) ** 2
+
+
+def document_terms(docs: Union[torch.Tensor, sp.spmatrix]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(FLOPS, sum of all weights, mean non-zeros per row) of (n, V) document vectors.
+
+    Frozen (cached) document vectors may come as a scipy sparse matrix: the same three numbers, as
+    constants, from their non-zeros only instead of the dense (n, V) tensor.
+    """
+    if isinstance(docs, torch.Tensor):
+        return flops(docs), torch.sum(docs), l0(docs.detach())
+    docs = sp.csr_matrix(docs)
+    column_means = np.asarray(abs(docs).sum(axis=0), dtype=np.float64).ravel() / docs.shape[0]
+    as_tensor = lambda x: torch.tensor(float(x), dtype=torch.float32)  # noqa: E731
+    return (as_tensor(np.sum(column_means ** 2)), as_tensor(docs.sum(dtype=np.float64)),
+            as_tensor(docs.getnnz(axis=1).mean()))
 
 
 def warmup_lambda(lam: float, step: int, warmup_steps: int) -> float:
@@ -90,20 +107,23 @@ class SparsityConfig:
 
         Args:
             queries: (B, V) query representations.
-            docs: (B, C, V) or (n, V) candidate document representations (reshaped to (n, V)).
+            docs: (B, C, V) or (n, V) candidate document representations (reshaped to (n, V)), or frozen
+                ones as an (n, V) scipy sparse matrix.
             step: optimisation step, from 1.
         """
-        docs = docs.reshape(-1, docs.shape[-1])
+        if isinstance(docs, torch.Tensor):
+            docs = docs.reshape(-1, docs.shape[-1])
         lam = self.lambdas(step)
-        flops_d = flops(docs)
+        flops_d, sum_d, l0_d = document_terms(docs)
+        flops_d, sum_d = flops_d.to(queries.device), sum_d.to(queries.device)
         l1_q = l1(queries)
         loss = lam["lambda_d"] * flops_d + lam["lambda_q"] * l1_q
         out = {"flops_d": flops_d.detach(), "l1_q": l1_q.detach()}
         if self.anti_zero:
-            az = anti_zero(queries, docs)
+            az = 1 / torch.sum(queries) ** 2 + 1 / sum_d ** 2  # anti_zero(queries, docs)
             loss = loss + az
             out["anti_zero"] = az.detach()
-        out.update({"loss": loss, "L0_q": l0(queries.detach()), "L0_d": l0(docs.detach()),
+        out.update({"loss": loss, "L0_q": l0(queries.detach()), "L0_d": l0_d,
                     "lambda_d": torch.tensor(lam["lambda_d"]), "lambda_q": torch.tensor(lam["lambda_q"])})
         return out
 

@@ -1,11 +1,22 @@
 """The ``disco`` command line."""
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 
 from pyterrier_disco._utils import atomic_file
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where the help text does not already say it and there is one to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -50,7 +61,9 @@ def cmd_train(args) -> None:
                          regularization=args.regularization, n_negatives=args.negatives, strategy=args.sampling,
                          aggregate=args.aggregate, missing_positive=args.missing_positive, epochs=args.epochs,
                          batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, seed=args.seed)
+                         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
+                         mse_teacher=args.mse_teacher)
     frame = disco.conversations(args.dataset)
     run = load_teacher_run(args.teacher_run)
     try:
@@ -70,7 +83,8 @@ def cmd_evaluate(args) -> None:
 
     from pyterrier_disco.evaluation import evaluate_dataset, format_table, summary_records, write_outputs
 
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    default = "raw,fc,human,llm,disco,fusion" if args.student else "raw,fc,human,llm"
+    systems = [s.strip() for s in (args.systems or default).split(",") if s.strip()]
     summary, per_turn = evaluate_dataset(args.dataset, systems=systems, student=args.student, index_dir=args.index,
                                          model=args.model, limit=args.limit, baseline=args.baseline)
     print(f"{args.dataset}: {per_turn['qid'].nunique()} evaluated turns")
@@ -97,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="disco", description="DiSCo conversational sparse retrieval (PyTerrier)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", help="encode a registered dataset's passages and build a sparse index")
+    p = sub.add_parser("index", help="encode a registered dataset's passages and build a sparse index",
+                       formatter_class=_Help)
     p.add_argument("--dataset", required=True, help="ir_datasets id, e.g. disco-mini/train or ikat/2023/train")
     p.add_argument("--out", required=True, help="index folder to create")
     p.add_argument("--backend", choices=["numba", "pisa"], default="numba",
@@ -107,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("teacher-run", help="retrieve with each teacher's rewrites and store the run (parquet)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("--dataset", required=True, help="conversational ir_datasets id, e.g. ikat/2023/train")
     p.add_argument("--teachers", default="human",
                    help="comma-separated: human, automatic (rewrite columns), llm (the LLM rewriter), t5, "
@@ -120,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_teacher_run)
 
     p = sub.add_parser("train", help="train a DiSCo student from a teacher run",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("--dataset", required=True, help="conversational ir_datasets id the teacher run was built on")
     p.add_argument("--teacher-run", required=True, help="parquet file from `disco teacher-run`")
     p.add_argument("--out", required=True, help="output folder: checkpoints while training, then the student")
@@ -141,13 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-teacher score of a document, over the teachers that retrieved it")
     p.add_argument("--missing-positive", default="skip", choices=["skip", "teacher_top"],
                    help="turns without a qrels positive: skip them (DiSCo) or use the teacher's top document")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=5, help="passes over the training turns (negatives re-drawn each)")
     p.add_argument("--batch-size", type=int, default=10, help="turns per batch")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate (linear decay, 1%% warm-up)")
+    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate (linear decay after the warm-up)")
+    p.add_argument("--warmup-ratio", type=float, default=0.01, help="fraction of the steps with a linear warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--max-length", type=int, default=256, help="conversation tokens the student reads")
+    p.add_argument("--mse-teacher", default="human_rewrite",
+                   help="with --loss mse: the rewrite column whose SPLADE vector the student imitates")
     p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
     p.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seeds sampling, batch order, dropout: same seed, same weights")
     p.add_argument("--model", default=None, help="document-side SPLADE (default: embedded SPLADE-tiny)")
     p.add_argument("--base-model", default=None, help="student start point (default: the document model)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
@@ -156,12 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare raw / full-context / rewrite / DiSCo / fusion systems on a dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("--dataset", required=True, help="conversational ir_datasets id with passages and qrels")
     p.add_argument("--student", default=None, help="DiSCo student folder (for the disco and fusion systems)")
     p.add_argument("--index", default=None, help="index folder to reuse or build (default: the user cache)")
-    p.add_argument("--systems", default="raw,fc,human,llm,disco,fusion",
-                   help="comma-separated: raw, fc (full context, untrained), human, llm, disco, fusion")
+    p.add_argument("--systems", default=None,
+                   help="comma-separated: raw, fc (full context, untrained), human, llm, disco, fusion "
+                        "(default: all of them with --student, else raw,fc,human,llm)")
     p.add_argument("--baseline", default="raw", help="system the paired t-tests compare against")
     p.add_argument("--limit", type=int, default=None, help="only the first N turns")
     p.add_argument("--model", default=None, help="document-side SPLADE when no student is given")
@@ -170,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the whole method end to end on the embedded disco-mini collection",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     p.add_argument("--workdir", default="runs/demo", help="where the index, runs, students and results go")
     p.add_argument("--train-minutes", type=float, default=10.0, help="training budget for both students together")
     p.add_argument("--epochs", type=int, default=3)
@@ -186,12 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Bad input and failed runs end with one line; DISCO_TRACEBACK=1 shows the traceback instead. RuntimeError
+# covers CorruptIndexError, DocsUnavailableError and PISA's errors; ArithmeticError a NaN training loss.
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, TypeError) as e:
-        print(f"disco {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if os.environ.get("DISCO_TRACEBACK"):
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"disco {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

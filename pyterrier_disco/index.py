@@ -444,11 +444,11 @@ class _GuardedPisaIndexer(pt.Indexer):
             raise ValueError(f"all {len(leading)} documents are empty (no term with a positive weight): "
                              "PISA cannot index that")
         records = itertools.chain(leading, it)
-        if self.overwrite:
-            self.backend.pisa = PisaIndex(str(self.backend.path), stemmer="none", overwrite=True,
-                                          threads=self.backend.pisa.threads)
+        if self.backend.built() and not self.overwrite:
+            raise FileExistsError(f"{self.backend.path} already holds a PISA index; pass overwrite=True to replace it")
+        mode = "overwrite" if self.overwrite else "create"
         with _stdout_to_stderr():  # PISA's C++ logging writes to stdout, which belongs to the caller's output
-            self.backend.pisa.toks_indexer().index(records)
+            self.backend.pisa.toks_indexer(mode=mode).index(records)
         return self.backend
 
 
@@ -481,7 +481,10 @@ def open_index(path, **kwargs):
     if not meta_file.exists():
         raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
     meta = json.loads(meta_file.read_text())
-    return sparse_index(path, "numba" if meta.get("type") == ARTIFACT_TYPE else "pisa", **kwargs)
+    if meta.get("format") not in ("numba", "pisa"):
+        raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, not a "
+                                "numba or PISA sparse index")
+    return sparse_index(path, meta["format"], **kwargs)
 
 
 def dataset_docs(dataset) -> Iterator[dict]:

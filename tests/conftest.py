@@ -6,12 +6,12 @@ from pathlib import Path
 _TMP = Path(tempfile.mkdtemp(prefix="disco-tests-"))
 for var, sub in [("NUMBA_CACHE_DIR", "numba"), ("IR_DATASETS_HOME", "ir_datasets"),
                  ("MPLCONFIGDIR", "mpl"), ("DISCO_CACHE_DIR", "disco-cache")]:
-    os.environ.setdefault(var, str(_TMP / sub))
+    os.environ[var] = str(_TMP / sub)  # forced: tests never read or write a user's caches
     Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DISCO_OFFLINE", "1")  # never try to download dataset files
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["DISCO_OFFLINE"] = "1"  # never try to download dataset files
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import pytest  # noqa: E402
 

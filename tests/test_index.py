@@ -117,6 +117,22 @@ def test_pisa_agrees_with_numba_on_top10(tmp_path, ikat_passages, splade_model, 
     assert np.mean(overlaps) >= 0.9
 
 
+def test_pisa_open_index_and_overwrite(tmp_path):
+    from pyterrier_disco.index import PisaBackend, open_index
+
+    pisa = sparse_index(tmp_path / "p", backend="pisa", verbose=False)
+    pisa.indexer().index([{"docno": "d1", "toks": {"a": 1.0}}, {"docno": "d2", "toks": {"b": 2.0}}])
+    reopened = open_index(tmp_path / "p", verbose=False)
+    assert isinstance(reopened, PisaBackend)
+    q = pd.DataFrame({"qid": ["1"], "query": ["b"], "query_toks": [{"b": 1.0}]})
+    assert list(reopened.retriever(num_results=5)(q)["docno"]) == ["d2"]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        reopened.indexer().index([{"docno": "d3", "toks": {"a": 1.0}}])
+    reopened.indexer(overwrite=True).index([{"docno": "d3", "toks": {"b": 1.0}}, {"docno": "d4", "toks": {"c": 1.0}}])
+    assert list(open_index(tmp_path / "p", verbose=False).retriever(num_results=5)(q)["docno"]) == ["d3"]
+    assert isinstance(open_index(small_index(tmp_path / "n", DOCS).path), SparseIndex)
+
+
 def test_pisa_refuses_all_empty_documents(tmp_path):
     pisa = sparse_index(tmp_path / "p", backend="pisa", verbose=False)
     with pytest.raises(ValueError, match="empty"):

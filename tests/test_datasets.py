@@ -141,6 +141,8 @@ def test_cast2022_history_follows_the_turns_own_branch(home, shared_data):
     assert turns_132["2-9"] in h and turns_132["2-11"] not in h
     qrel_qids = {q.query_id for q in ir_datasets.load("trec-cast/v3/2022").qrels_iter()}
     assert qrel_qids and qrel_qids <= set(df.qid)
+    queries = {q.query_id: q for q in ir_datasets.load("trec-cast/v3/2022").queries_iter()}
+    assert queries["132_2-11"].turn_number == 11 and queries["132_3-1"].topic_number == 132
     with pytest.raises(DocsUnavailableError, match="not available offline"):
         next(iter(ir_datasets.load("trec-cast/v3/2022").docs_iter()))
 

@@ -113,13 +113,13 @@ def test_canard_input_order_and_responses():
 # ---------------------------------------------------------------- Column / frames
 
 def test_column_rewriter_and_errors():
-    frame = pd.DataFrame({"qid": ["1", "2"], "query": ["who designed it?", "how tall?"],
-                          "human_rewrite": ["who designed the Eiffel Tower?", None]})
+    frame = pd.DataFrame({"qid": ["1", "2", "3"], "query": ["who designed it?", "how tall?", "and its age?"],
+                          "human_rewrite": ["who designed the Eiffel Tower?", None, "  "]})
     rewriter = Column("human_rewrite")
     with pytest.warns(UserWarning, match="human_rewrite"):
-        out = rewriter(frame)
-    assert out["query"].tolist() == ["who designed the Eiffel Tower?", "how tall?"]
-    assert out["query_0"].tolist() == frame["query"].tolist() and rewriter.fallbacks == 1
+        out = rewriter(frame)  # a missing and an empty rewrite (loaders write "" when a dataset has none)
+    assert out["query"].tolist() == ["who designed the Eiffel Tower?", "how tall?", "and its age?"]
+    assert out["query_0"].tolist() == frame["query"].tolist() and rewriter.fallbacks == 2
     with pytest.raises(pt.validate.InputValidationError, match="automatic_rewrite"):
         Column("automatic_rewrite")(frame)
     empty = Column("human_rewrite")(frame.iloc[:0])
@@ -237,7 +237,7 @@ def test_empty_utterance_and_missing_columns(smollm):
     frame = pd.DataFrame({"qid": ["1", "2"], "query": ["  ", "how tall is it?"], "history": [[], CONV]})
     with pytest.warns(UserWarning, match="empty utterance"):
         out = rewriter(frame)
-    assert len(monkey_calls[0]) == 1 and out["query"].tolist() == ["", "how tall is it? A rewrite"]
+    assert len(monkey_calls[0]) == 1 and out["query"].tolist() == ["  ", "how tall is it? A rewrite"]
     assert rewriter.fallbacks == 1
     with pytest.raises(pt.validate.InputValidationError, match="history"):
         rewriter(frame.drop(columns=["history"]))
@@ -301,5 +301,10 @@ def test_rewrite_columns_side_by_side(tiny_t5, tmp_path):
     assert out["t5"].tolist() == t5(frame)["query"].tolist()
     assert list(Column("human_rewrite").as_column("h")(frame)["h"]) == ["How tall is the Eiffel Tower?"]
     assert set(pt.inspect.transformer_outputs(teachers, list(frame.columns))) == set(frame.columns) | {"human", "t5"}
+    empty = teachers(frame.iloc[:0])
+    assert len(empty) == 0 and {"human", "t5"} <= set(empty.columns)
+    assert set(pt.inspect.transformer_outputs(t5, ["qid", "query", "history"])) == {"qid", "query", "query_0", "history"}
+    with pytest.raises(pt.validate.InputValidationError, match="history"):
+        t5(frame.drop(columns=["history"]))
     with pytest.raises(ValueError, match="reserved"):
         RewriteColumns({"query": t5})

@@ -73,7 +73,13 @@ def _queries_2022():
     for t in load_turns_2022():
         x = t.extra
         yield Cast2022Query(t.qid, x["parent_id"], x["participant"], t.query, x["human_rewrite"], x["response"],
-                            list(x["provenance"]), int(t.conversation_id), t.qid.split("_", 1)[1])
+                            list(x["provenance"]), int(t.conversation_id), _turn_number(t))
+
+
+def _turn_number(turn) -> int:
+    """The ``Y`` of a CAsT 2022 turn id ``<topic>_X-Y`` (``X`` names the branch), as ir_datasets' int field."""
+    number = turn.qid.rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else turn.turn + 1
 
 
 def rows_2022() -> List[dict]:

@@ -61,8 +61,8 @@ class QueryRewriter(pt.Transformer):
 class Column(QueryRewriter):
     """Uses a rewrite already in the frame, e.g. ``Column('human_rewrite')`` or ``Column('automatic_rewrite')``.
 
-    A missing value (None/NaN) in the column falls back to the utterance, with a warning; ``fallbacks``
-    counts them.
+    A missing, empty or whitespace-only value in the column falls back to the utterance, with a warning;
+    ``fallbacks`` counts them.
     """
 
     def __init__(self, column: str):
@@ -74,7 +74,8 @@ class Column(QueryRewriter):
 
     def rewrite(self, frame: pd.DataFrame) -> List[str]:
         values = frame[self.column].tolist()
-        missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and pd.isna(v))]
+        missing = [i for i, v in enumerate(values)
+                   if v is None or (isinstance(v, float) and pd.isna(v)) or (isinstance(v, str) and not v.strip())]
         if missing:
             qids = [frame["qid"].iloc[i] for i in missing]
             warnings.warn(f"{len(missing)} rows have no '{self.column}' (qids {qids[:5]}...): using the utterance")
@@ -147,15 +148,17 @@ class GenerativeRewriter(QueryRewriter):
         return found
 
     def rewrite(self, frame: pd.DataFrame) -> List[str]:
-        utterances = [" ".join(u.split()) for u in _texts(frame, "query")]
+        originals = _texts(frame, "query")
+        utterances = [" ".join(u.split()) for u in originals]
         histories = _histories(frame)
         rows = [i for i, u in enumerate(utterances) if u]
         if len(rows) < len(utterances):
-            warnings.warn(f"{len(utterances) - len(rows)} rows have an empty utterance: left empty, not rewritten")
+            warnings.warn(f"{len(utterances) - len(rows)} rows have an empty utterance: kept as they are, "
+                          "not rewritten")
             self.fallbacks += len(utterances) - len(rows)
         inputs = self.model_inputs([utterances[i] for i in rows], [histories[i] for i in rows])
         generated = self.generations(inputs)
-        rewrites = list(utterances)
+        rewrites = list(originals)  # a fallback is the original utterance, untouched
         for i, text in zip(rows, inputs):
             rewrite = first_line(generated[text])
             if is_junk(rewrite):

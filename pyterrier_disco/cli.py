@@ -194,11 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     p.add_argument("--workdir", default="runs/demo", help="where the index, runs, students and results go")
     p.add_argument("--train-minutes", type=float, default=10.0, help="training budget for both students together")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--negatives", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=3, help="training epochs of each student (within the budget)")
+    p.add_argument("--batch-size", type=int, default=10, help="training turns per batch")
+    p.add_argument("--negatives", type=int, default=16, help="teacher-run negatives per training turn")
     p.add_argument("--lr", type=float, default=2e-4, help="above the paper's 2e-5: the demo trains for minutes")
-    p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"])
+    p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"],
+                   help="training loss preset (see `disco train --help`)")
     p.add_argument("--llm-train-turns", type=int, default=100,
                    help="training turns rewritten by the LLM teacher (about 1-3 s each on 2 CPU cores)")
     p.add_argument("--test-turns", type=int, default=None,

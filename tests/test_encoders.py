@@ -72,6 +72,14 @@ def test_scorer_reranks_by_dot_product(splade_model):
     assert list(out["docno"]) == sorted(brute, key=lambda k: -brute[k])
     assert out["score"].tolist() == pytest.approx([brute[k] for k in out["docno"]], rel=1e-5)
     assert list(out["rank"]) == [0, 1, 2]
+    scorer = Splade(splade_model).scorer()
+    empty = scorer(res.iloc[:0])
+    assert len(empty) == 0 and {"qid", "docno", "score", "rank"} <= set(empty.columns)
+    assert {"score", "rank"} <= set(pt.inspect.transformer_outputs(scorer, list(res.columns)))
+    with pytest.raises(pt.validate.InputValidationError):
+        scorer(res.drop(columns=["text"]))
+    with pytest.raises(pt.validate.InputValidationError):
+        Splade(splade_model).query_encoder()(pd.DataFrame({"qid": ["1"], "text": ["no query column"]}))
 
 
 def test_separate_query_and_document_models(splade_model):

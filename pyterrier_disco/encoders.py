@@ -98,7 +98,9 @@ class SpladeModel(torch.nn.Module):
     @property
     def vocab_fingerprint(self) -> str:
         """A short hash of the vocabulary, stored in indexes and teacher runs to detect mismatches."""
-        return hashlib.sha1("\n".join(self.vocab).encode()).hexdigest()[:16]
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = hashlib.sha1("\n".join(self.vocab).encode()).hexdigest()[:16]
+        return self._fingerprint
 
     def tokenize(self, texts: Sequence[str]) -> Dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
@@ -250,6 +252,7 @@ class _Encoder(pt.Transformer):
         out = inp.copy()
         texts = check_texts(inp[self.source], self.source)
         out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
+        out.attrs["vocab"] = self.model.vocab_fingerprint  # lets a retriever refuse an index of another vocabulary
         return out
 
     def __repr__(self):
@@ -311,6 +314,7 @@ class ConversationQueryEncoder(_Encoder):
         check_texts(inp["query"], "query")
         texts = self.formatter.format_frame(inp, self.model.tokenizer) if len(inp) else []
         out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
+        out.attrs["vocab"] = self.model.vocab_fingerprint
         return out
 
 

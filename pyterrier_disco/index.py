@@ -335,12 +335,14 @@ class SparseRetriever(pt.Transformer):
         pt.validate.query_frame(inp, extra_columns=["query_toks"], context=self)
         arrays, docnos, lexicon = self.index._load()
         built_with = self.index.meta.get("vocab")
-        if self.vocab and built_with and self.vocab != built_with:
+        asked_with = self.vocab or inp.attrs.get("vocab")  # the project's encoders stamp their frames
+        if asked_with and built_with and asked_with != built_with:
             raise ValueError(f"{self.index.path} was built with vocabulary {built_with}, but the queries "
-                             f"come from an encoder with vocabulary {self.vocab}: re-index with the same model")
+                             f"come from an encoder with vocabulary {asked_with}: re-index with the same model")
         queries = [self._query_arrays(toks, lexicon, qid) for qid, toks in zip(inp["qid"], inp["query_toks"])]
         asked = sum(1 for toks in inp["query_toks"] if toks)
-        if asked >= 5 and not any(len(t) for t, _ in queries):
+        n_terms = sum(len(toks) for toks in inp["query_toks"])  # a SPLADE query always shares terms with an index
+        if (asked >= 5 or n_terms >= 20) and not any(len(t) for t, _ in queries):
             raise ValueError(f"none of the terms of {asked} queries is in the index {self.index.path}: the queries "
                              "were probably encoded with another vocabulary than the documents")
         query_cols = [c for c in inp.columns if c not in ("docno", "score", "rank")]

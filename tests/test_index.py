@@ -98,9 +98,16 @@ def test_vocabulary_mismatch_and_ties(tmp_path):
     assert list(idx.retriever(vocab="v1")(q)["docno"]) == ["x", "y"]  # ties: indexing order
     with pytest.raises(ValueError, match="vocabulary"):
         idx.retriever(vocab="other")(q)
+    stamped = q.copy()
+    stamped.attrs["vocab"] = "other"  # as the project's query encoders stamp their output
+    with pytest.raises(ValueError, match="vocabulary other"):
+        idx.retriever()(stamped)
     foreign = pd.DataFrame({"qid": [str(i) for i in range(5)], "query_toks": [{f"▁tok{i}": 1.0} for i in range(5)]})
     with pytest.raises(ValueError, match="another vocabulary"):
         idx.retriever()(foreign)
+    one_long = pd.DataFrame({"qid": ["1"], "query_toks": [{f"▁tok{i}": 1.0 for i in range(25)}]})
+    with pytest.raises(ValueError, match="another vocabulary"):
+        idx.retriever()(one_long)
     with pytest.raises(FileExistsError):
         small_index(tmp_path / "i", DOCS)
 

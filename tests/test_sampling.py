@@ -149,13 +149,34 @@ def test_multi_teacher_scores_are_the_mean():
 def test_replacement_when_too_few_candidates_warns_once():
     run = pd.concat([ranked_single_run("q0", 15), ranked_single_run("q1", 14)])
     qrels = pd.DataFrame({"qid": ["q0", "q1"], "docno": ["d0", "d0"], "label": [1, 1]})
-    with pytest.warns(UserWarning, match="2 conversation turn.*fewer than 8.*with replacement") as rec:
+    with pytest.warns(UserWarning, match="2 conversation turn.*at most 8.*with replacement") as rec:
         examples = build_examples(conv("q0", "q1"), run, qrels, n_negatives=8, strategy="reference", seed=0)
     assert len([w for w in rec if "replacement" in str(w.message)]) == 1
     for ex in examples:
         assert len(ex.negatives) == 8
         assert all(10 <= int(d[1:]) for d in ex.negatives)
         assert len(set(ex.negatives)) < 8  # only 5 (resp. 4) candidates exist
+
+
+def test_exactly_n_candidates_is_drawn_with_replacement_and_warned():
+    """The reference draws with replacement when ``len(candidates) <= n``: exactly n is warned too."""
+    run = pd.concat([ranked_single_run("q0", 18), ranked_single_run("q1", 19)])  # 8 and 9 window candidates
+    qrels = pd.DataFrame({"qid": ["q0", "q1"], "docno": ["d0", "d0"], "label": [1, 1]})
+    with pytest.warns(UserWarning, match="1 conversation turn.*at most 8 negative candidates.*with replacement"):
+        exact, more = build_examples(conv("q0", "q1"), run, qrels, n_negatives=8, strategy="reference", seed=0)
+    assert set(exact.negatives) < {f"d{i}" for i in range(10, 18)}  # with replacement: some of the 8 repeat
+    assert len(set(more.negatives)) == 8  # 9 candidates: without replacement
+    # the same draw as numpy's with-replacement choice from the 8 candidates
+    rng = np.random.default_rng(0)
+    rng.integers(1)  # the positive's draw
+    assert list(exact.negatives) == list(rng.choice([f"d{i}" for i in range(10, 18)], size=8, replace=True))
+    # top: exactly n candidates are all used, once each, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (top,) = build_examples(conv("q0"), ranked_single_run("q0", 9), qrels, n_negatives=8, strategy="top")
+    assert top.negatives == tuple(f"d{i}" for i in range(1, 9))
+    with pytest.warns(UserWarning, match="1 conversation turn.*fewer than 8 negative candidates.*'top'"):
+        build_examples(conv("q0"), ranked_single_run("q0", 8), qrels, n_negatives=8, strategy="top")
 
 
 def test_positive_outside_run_gets_best_window_score():

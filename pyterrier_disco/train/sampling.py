@@ -77,14 +77,21 @@ def _ranked_run(teacher_run: pd.DataFrame, aggregate: str) -> pd.DataFrame:
     return run.sort_values(["qid", "score", "docno"], ascending=[True, False, True], kind="stable")
 
 
+def _with_replacement(n_candidates: int, n: int, strategy: str) -> bool:
+    """Whether ``strategy`` draws ``n`` negatives from ``n_candidates`` with replacement: ``top`` when fewer
+    than ``n`` remain; ``reference`` and ``uniform`` when *at most* ``n`` remain (the reference tests
+    ``len(candidates) <= n``, so exactly ``n`` candidates are drawn with replacement too)."""
+    return n_candidates < n if strategy == "top" else n_candidates <= n
+
+
 def _draw(candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Uniform draw of ``n``: without replacement, or with replacement when ``len <= n`` (as the reference)."""
-    return rng.choice(candidates, size=n, replace=len(candidates) <= n)
+    return rng.choice(candidates, size=n, replace=_with_replacement(len(candidates), n, "reference"))
 
 
 def _top(candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """The ``n`` best-ranked candidates; when fewer, all of them plus draws with replacement among them."""
-    if len(candidates) >= n:
+    if not _with_replacement(len(candidates), n, "top"):
         return candidates[:n]
     return np.concatenate([candidates, rng.choice(candidates, size=n - len(candidates), replace=True)])
 
@@ -109,9 +116,11 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
             only queries in the qrels are trained; a warning gives the count) or ``teacher_top`` (the
             follow-up: the teacher's top document becomes the positive).
 
-    Too few candidates (fewer than ``n_negatives`` non-positive documents in the strategy's pool): negatives
-    are drawn with replacement and one warning gives the number of such turns; a turn with no candidate at
-    all is skipped (warned).
+    Too few candidates: with ``reference`` and ``uniform``, when *at most* ``n_negatives`` non-positive
+    documents are in the strategy's pool (exactly ``n_negatives`` included, as the reference's
+    ``len(candidates) <= n``), the negatives are drawn uniformly with replacement; with ``top``, when fewer
+    than ``n_negatives``, all candidates are used and the rest drawn with replacement among them. One
+    warning gives the number of such turns; a turn with no candidate at all is skipped (warned).
 
     Raises:
         ValueError: the teacher run has qids that are not in the conversations (a few are listed), or an
@@ -163,7 +172,7 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         if len(candidates) == 0:
             no_candidate += 1
             continue
-        if len(candidates) < n_negatives:
+        if _with_replacement(len(candidates), n_negatives, strategy):
             too_few += 1
         positive = pos_list[int(rng.integers(len(pos_list)))]
         negatives = _top(candidates, n_negatives, rng) if strategy == "top" else _draw(candidates, n_negatives, rng)
@@ -182,6 +191,7 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         warnings.warn(f"{no_candidate} conversation turn(s) have no negative candidate for strategy "
                       f"{strategy!r} and were skipped")
     if too_few:
-        warnings.warn(f"{too_few} conversation turn(s) have fewer than {n_negatives} negative candidates for "
+        bound = "fewer than" if strategy == "top" else "at most"
+        warnings.warn(f"{too_few} conversation turn(s) have {bound} {n_negatives} negative candidates for "
                       f"strategy {strategy!r}; their negatives were drawn with replacement")
     return examples

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -153,3 +154,161 @@ def test_cli_teacher_run(ikat_home, ikat_index, tmp_path, capsys):
     assert main(["teacher-run", "--dataset", "ikat/2023/train", "--teachers", "oracle", "--index", str(index.path),
                  "--out", str(tmp_path / "x.parquet")]) == 2
     assert "unknown teacher 'oracle'" in capsys.readouterr().err
+
+
+# -- review fixes: RNG states, --overwrite, gradient accumulation, other losses, uncached documents ---------
+
+SMALL = dict(batch_size=4, n_negatives=4, epochs=1)
+
+
+def _trainer(setup, out, splade_model, frame=None, **config):
+    subset, run, positives, docs = setup
+    return Trainer(subset if frame is None else frame, run, docs, out, qrels=positives, doc_model=splade_model,
+                   config=TrainConfig(**{**SMALL, **config}), verbose=False)
+
+
+def test_checkpoint_round_trips_the_cpu_and_cuda_rng_states(setup, tmp_path, splade_model, monkeypatch):
+    from transformers import get_linear_schedule_with_warmup
+
+    from pyterrier_disco.train.trainer import adamw
+
+    trainer = _trainer(setup, tmp_path / "c", splade_model)
+    trainer.out.mkdir()
+    optimizer = adamw(list(trainer.student.parameters()), 1e-4, 0.0)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 0, 10)
+    # a stand-in for two CUDA devices (this machine has none): their generator states are plain byte tensors
+    cuda = {"states": [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)], "set": []}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in cuda["states"]])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: cuda["set"].append(list(states)))
+    torch.manual_seed(11)
+    trainer.save_checkpoint(3, optimizer, scheduler)
+    after_save = torch.rand(5)
+    ckpt = trainer._checkpoints()[-1]
+    saved = load_file(str(ckpt / "rng.safetensors"))
+    assert sorted(saved) == ["cuda_rng.0", "cuda_rng.1", "torch_rng"]
+    assert all(torch.equal(saved[f"cuda_rng.{i}"], cuda["states"][i]) for i in range(2))
+    torch.rand(100)  # move the CPU generator on
+    assert trainer.load_checkpoint(ckpt, optimizer, scheduler) == 3
+    assert torch.equal(torch.rand(5), after_save)  # the CPU generator continues where the checkpoint was
+    (restored,) = cuda["set"]
+    assert len(restored) == 2 and all(torch.equal(a, b) for a, b in zip(restored, cuda["states"]))
+    # a checkpoint written without CUDA states (on a CPU machine, or before they were saved) still loads
+    from safetensors.torch import save_file
+    save_file({"torch_rng": saved["torch_rng"]}, str(ckpt / "rng.safetensors"))
+    trainer.load_checkpoint(ckpt, optimizer, scheduler)
+    assert torch.equal(torch.rand(5), after_save) and len(cuda["set"]) == 1
+    # and one with CUDA states loads on a machine without CUDA (they are not applied)
+    save_file(saved, str(ckpt / "rng.safetensors"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    trainer.load_checkpoint(ckpt, optimizer, scheduler)
+    assert torch.equal(torch.rand(5), after_save) and len(cuda["set"]) == 1
+
+
+def test_overwrite_replaces_a_previous_run_but_never_a_foreign_folder(setup, tmp_path, splade_model):
+    frame, run, positives, docs = setup
+    kw = dict(qrels=positives, doc_model=splade_model, verbose=False)
+    out = tmp_path / "prev"
+    train(frame, run, docs, out, config=TrainConfig(**SMALL, max_steps=1), **kw)
+    (out / "checkpoint-0000001").mkdir()  # a leftover of the previous run
+    train(frame, run, docs, out, config=TrainConfig(**SMALL, max_steps=1, lr=1e-3), overwrite=True, **kw)
+    assert json.loads((out / "run.json").read_text())["config"]["lr"] == 1e-3
+    assert not (out / "checkpoint-0000001").exists()
+    # a student folder without run.json (pt_meta.json of a disco_student) and an empty folder are replaced too
+    trainer = _trainer(setup, out, splade_model, max_steps=1)
+    (out / "run.json").unlink()
+    assert trainer._prepare_folder(resume=False, overwrite=True) is False
+    assert [p.name for p in out.iterdir()] == ["run.json"]
+    trainer.out = tmp_path / "empty"
+    trainer.out.mkdir()
+    trainer._prepare_folder(resume=False, overwrite=True)
+    assert [p.name for p in trainer.out.iterdir()] == ["run.json"]
+
+    foreign = tmp_path / "my-index"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    (foreign / "pt_meta.json").write_text(json.dumps({"type": "sparse_index"}))
+    before = {p.name: p.read_bytes() for p in foreign.iterdir()}
+    with pytest.raises(FileExistsError, match=r"my-index is not empty and is not a DiSCo training folder"):
+        train(frame, run, docs, foreign, config=TrainConfig(**SMALL, max_steps=1), overwrite=True, **kw)
+    assert {p.name: p.read_bytes() for p in foreign.iterdir()} == before
+
+
+def _flat_grad(trainer: Trainer) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                      for p in trainer.student.parameters() if p.requires_grad])
+
+
+def test_gradient_accumulation_averages_the_non_empty_micro_batches(setup, tmp_path, splade_model):
+    # 16 examples in batches of 6: step 0 has two micro-batches of 6, step 1 one of 4 and an empty one
+    trainer = _trainer(setup, tmp_path / "acc", splade_model, loss="kld", batch_size=6, grad_accum=2)
+    assert len(trainer.examples(0)) == 16 and trainer.plan["steps_per_epoch"] == 2
+    assert len(trainer.batch(1, 0)) == 4 and trainer.batch(1, 1) == []
+    trainer.student.mlm.eval()  # no dropout: the same batch gives the same gradient every time
+
+    def alone(step, micro):
+        trainer.student.zero_grad(set_to_none=True)
+        loss = trainer.compute_loss(trainer.batch(step, micro), step)["loss"]
+        loss.backward()
+        return loss.item(), _flat_grad(trainer)
+
+    (l0, g0), (l1, g1), (l2, g2) = alone(0, 0), alone(0, 1), alone(1, 0)
+    for step, losses, expected in ((0, [l0, l1], (g0 + g1) / 2), (1, [l2], g2)):
+        totals = trainer.accumulate(step)
+        got = _flat_grad(trainer)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6 * expected.abs().max().item())
+        assert totals["loss"] == pytest.approx(np.mean(losses), rel=1e-6)  # the logged parts: the same mean
+
+
+@pytest.mark.parametrize("loss,regularization,logged,empty", [
+    ("mse", "off", ["mse"], ["kld", "infonce"]),
+    ("infonce", "off", ["infonce"], ["kld", "mse"]),
+    ("kld", "highest", ["kld"], ["infonce", "mse"]),
+])
+def test_other_losses_and_regularization_log_their_parts(setup, tmp_path, splade_model, loss, regularization,
+                                                         logged, empty):
+    from pyterrier_disco.train import SparsityConfig
+
+    frame, run, positives, docs = setup
+    config = TrainConfig(**SMALL, loss=loss, regularization=regularization, max_steps=2, lr=1e-4)
+    train(frame, run, docs, tmp_path / loss, qrels=positives, doc_model=splade_model, config=config,
+          verbose=False)
+    log = pd.read_csv(tmp_path / loss / "train_log.csv")
+    assert list(log["step"]) == [1, 2]
+    assert all(log[c].notna().all() and (log[c] > 0).all() for c in logged)
+    assert all(log[c].isna().all() for c in empty)
+    assert (log["l1_q"] > 0).all() and (log["flops_d"] > 0).all()
+    # the logged total is the loss term plus the preset's weights on the regularisers (no warm-up: T = 0)
+    lam = SparsityConfig.preset(regularization)
+    reg = lam.lambda_d * log["flops_d"] + lam.lambda_q * log["l1_q"]
+    assert list(log["loss"]) == pytest.approx(list(log[logged[0]] + reg + log["anti_zero"]), rel=1e-5)
+    if regularization != "off":
+        assert (reg > 0.1 * log[logged[0]]).all()  # large enough for the check above to see a missing weight
+
+
+def test_uncached_documents_give_the_same_loss(setup, tmp_path, splade_model):
+    cached = _trainer(setup, tmp_path / "a", splade_model, regularization="splade")
+    uncached = _trainer(setup, tmp_path / "b", splade_model, regularization="splade", cache_documents=False)
+    batch = cached.batch(0, 0)
+    assert [e.docnos for e in uncached.batch(0, 0)] == [e.docnos for e in batch]
+    for t in (cached, uncached):
+        t.student.mlm.eval()
+    for _ in range(2):
+        a, b = cached.compute_loss(batch, 0), uncached.compute_loss(batch, 0)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert float(b[k].detach()) == pytest.approx(float(a[k].detach()), rel=1e-5, abs=1e-8), k
+    n_docs = sum(len(e.docnos) for e in batch)
+    assert uncached.cache.encoded == 2 * n_docs and not uncached.cache.rows  # re-encoded at every call
+    assert cached.cache.encoded == len({d for e in batch for d in e.docnos})
+
+
+def test_mse_needs_its_rewrite_column(setup, tmp_path, splade_model):
+    frame = setup[0]
+    with pytest.raises(KeyError, match=r"'human_rewrite'.*lacks.*available rewrite columns: none"):
+        _trainer(setup, tmp_path / "m", splade_model, frame=frame.drop(columns=["human_rewrite"]), loss="mse")
+    with pytest.raises(KeyError, match=r"'llm_rewrite'.*available rewrite columns: 'human_rewrite'"):
+        _trainer(setup, tmp_path / "m", splade_model, loss="mse", mse_teacher="llm_rewrite")
+    assert not (tmp_path / "m").exists()
+    _trainer(setup, tmp_path / "m", splade_model, frame=frame.drop(columns=["human_rewrite"]), loss="kld")

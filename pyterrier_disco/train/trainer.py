@@ -41,7 +41,14 @@ DocSource = Union[Mapping[str, str], Callable[[List[str]], List[str]]]
 @dataclass
 class TrainConfig:
     """The training recipe. Defaults follow the DiSCo release (AdamW, lr 2e-5, linear decay with 1% warm-up,
-    5 epochs, batch 10, KLD + 0.01 InfoNCE, no sparsity regularisation, reference negative sampling)."""
+    5 epochs, batch 10, KLD + 0.01 InfoNCE, no sparsity regularisation, reference negative sampling).
+
+    With ``grad_accum > 1`` each optimiser step averages the losses of its non-empty micro-batches of
+    ``batch_size`` examples (at the end of an epoch a step may have fewer than ``grad_accum`` of them).
+    The quadratic sparsity warm-up (``min(lambda, lambda * (step / (T + 1))^2)``) counts *optimiser steps*
+    from 1 (every micro-batch of a step uses the same step), whereas the reference code counts
+    ``compute_loss`` calls, i.e. micro-batches; the two agree when ``grad_accum == 1`` (the DiSCo default).
+    """
     loss: str = "disco"                   # a LossConfig preset: disco, followup, kld, mse, infonce
     infonce_weight: Optional[float] = None  # overrides the preset's w
     infonce_tau: Optional[float] = None     # overrides the preset's tau
@@ -124,6 +131,25 @@ def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
+def rng_state() -> Dict[str, torch.Tensor]:
+    """The torch RNG states to checkpoint: ``torch_rng`` (CPU) and, when CUDA is available, ``cuda_rng.<i>``
+    for every CUDA device (dropout on a GPU draws from the device's generator, not the CPU one)."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state.update({f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return state
+
+
+def set_rng_state(state: Mapping[str, torch.Tensor]) -> None:
+    """Restore what :func:`rng_state` saved. A checkpoint without CUDA states (written on a CPU machine or
+    by an older version) restores the CPU state only; CUDA states are restored for the devices present."""
+    torch.set_rng_state(state["torch_rng"])
+    cuda = [state[k] for k in sorted((k for k in state if k.startswith("cuda_rng.")),
+                                     key=lambda k: int(k.split(".", 1)[1]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+
+
 def _plan(n_examples: int, config: TrainConfig) -> Dict[str, int]:
     batches = math.ceil(n_examples / config.batch_size)
     steps_per_epoch = math.ceil(batches / config.grad_accum)
@@ -132,6 +158,16 @@ def _plan(n_examples: int, config: TrainConfig) -> Dict[str, int]:
         total = min(total, config.max_steps)
     return {"batches_per_epoch": batches, "steps_per_epoch": steps_per_epoch, "total_steps": total,
             "warmup_steps": math.ceil(config.warmup_ratio * total)}
+
+
+def _is_training_folder(folder: Path) -> bool:
+    """True when ``folder`` holds a DiSCo training run (``run.json``) or a trained DiSCo student."""
+    if (folder / "run.json").is_file():
+        return True
+    try:
+        return json.loads((folder / "pt_meta.json").read_text()).get("type") == "disco_student"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class Trainer:
@@ -161,6 +197,11 @@ class Trainer:
             raise ValueError("the student and the document model must share a vocabulary")
         self.formatter = ConversationFormatter(max_length=self.config.max_length)
         self.loss = self.config.loss_config()
+        if self.loss.needs_teacher_queries and self.config.mse_teacher not in self.conversations.columns:
+            rewrites = [str(c) for c in conversations.columns if "rewrite" in str(c).lower()]
+            raise KeyError(f"the mse loss imitates the rewrite column {self.config.mse_teacher!r} "
+                           "(TrainConfig.mse_teacher / --mse-teacher), which the conversation frame lacks; "
+                           f"available rewrite columns: {', '.join(map(repr, rewrites)) or 'none'}")
         self.sparsity = self.config.sparsity_config()
         self.cache = DocumentCache(self.doc_model, docs, enabled=self.config.cache_documents)
         self.examples_of_epoch = {}
@@ -209,6 +250,25 @@ class Trainer:
         parts.update(reg)
         return parts
 
+    def accumulate(self, step: int) -> Dict[str, float]:
+        """Zero the gradients and back-propagate the loss of optimiser step ``step`` (0-based): the mean
+        over its non-empty micro-batches (the last step of an epoch may have fewer than ``grad_accum``).
+        Returns the loss parts averaged the same way, for the log."""
+        self.student.zero_grad(set_to_none=True)
+        batches = [b for b in (self.batch(step, m) for m in range(self.config.grad_accum)) if b]
+        totals: Dict[str, float] = {}
+        for batch in batches:
+            parts = self.compute_loss(batch, step)
+            if not torch.isfinite(parts["loss"]):
+                raise FloatingPointError(
+                    f"the training loss is {parts['loss'].item()} at step {step + 1} (parts: "
+                    + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items()) +
+                    "); lower the learning rate or the regularisation, or check the teacher scores")
+            (parts["loss"] / len(batches)).backward()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) / len(batches)
+        return totals
+
     # -- checkpoints ---------------------------------------------------------------------------------
     def _checkpoints(self) -> List[Path]:
         return sorted(self.out.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
@@ -219,7 +279,7 @@ class Trainer:
             opt = optimizer.state_dict()
             save_file({f"{i}.{k}": v.contiguous() for i, st in opt["state"].items() for k, v in st.items()},
                       str(tmp / "optimizer.safetensors"))
-            save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+            save_file(rng_state(), str(tmp / "rng.safetensors"))
             sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
             (tmp / "state.json").write_text(json.dumps(
                 {"step": step, "param_groups": opt["param_groups"], "scheduler": sched}))
@@ -236,7 +296,7 @@ class Trainer:
             opt_state.setdefault(int(i), {})[name] = value
         optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
         scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
-        torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+        set_rng_state(load_file(str(path / "rng.safetensors")))
         return state["step"]
 
     # -- the run ----------------------------------------------------------------------------------------
@@ -249,8 +309,14 @@ class Trainer:
         """Check the output folder; returns True when resuming from a checkpoint."""
         run_file = self.out / "run.json"
         recipe = self._recipe()
+        if self.out.exists() and not self.out.is_dir():
+            raise FileExistsError(f"{self.out} exists and is not a folder; choose another --out")
         if self.out.exists() and any(self.out.iterdir()):
             if overwrite:
+                if not _is_training_folder(self.out):
+                    raise FileExistsError(f"{self.out} is not empty and is not a DiSCo training folder (no run.json "
+                                          "nor a DiSCo student's pt_meta.json): --overwrite only replaces a "
+                                          "previous training run; choose another --out or empty it yourself")
                 shutil.rmtree(self.out)
             elif not run_file.exists():
                 raise FileExistsError(f"{self.out} exists and is not a DiSCo training folder; "
@@ -307,21 +373,7 @@ class Trainer:
             while step < plan["total_steps"]:
                 if time_budget_s is not None and time.monotonic() - started > time_budget_s:
                     break
-                optimizer.zero_grad(set_to_none=True)
-                totals: Dict[str, float] = {}
-                for micro in range(cfg.grad_accum):
-                    batch = self.batch(step, micro)
-                    if not batch:
-                        continue
-                    parts = self.compute_loss(batch, step)
-                    if not torch.isfinite(parts["loss"]):
-                        raise FloatingPointError(
-                            f"the training loss is {parts['loss'].item()} at step {step + 1} (parts: "
-                            + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items()) +
-                            "); lower the learning rate or the regularisation, or check the teacher scores")
-                    (parts["loss"] / cfg.grad_accum).backward()
-                    for k, v in parts.items():
-                        totals[k] = totals.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+                totals = self.accumulate(step)
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -375,7 +427,9 @@ def train(conversations: pd.DataFrame, teacher_run: pd.DataFrame, docs: DocSourc
         config: :class:`TrainConfig`.
         base_model / doc_model: student start point and document-side SPLADE (default: embedded SPLADE-tiny;
             the student starts from the document model).
-        resume: continue from the last checkpoint in ``out``; overwrite: discard what ``out`` holds.
+        resume: continue from the last checkpoint in ``out``; overwrite: discard the previous training run
+            ``out`` holds (only a DiSCo training folder, with ``run.json`` or a DiSCo student's
+            ``pt_meta.json``, is deleted; any other non-empty folder raises ``FileExistsError``).
     """
     trainer = Trainer(conversations, teacher_run, docs, out, qrels=qrels, config=config, base_model=base_model,
                       doc_model=doc_model, device=device, verbose=verbose, provenance=provenance)

@@ -10,10 +10,14 @@
    LLM rewrite, both students, and the multi-teacher student fused with the LLM pipeline;
 6. print the table and write it (CSV, JSON) with two plots (by conversation depth; effectiveness vs. cost).
 
-Everything lands in ``workdir``; a second run reuses the index, rewrites, teacher runs and students.
+Everything lands in ``workdir``; a second run reuses the index, rewrites, teacher runs and students. The
+teacher run and each student are stored with the settings they were built with (``<name>.settings.json``
+beside them) and rebuilt when the settings differ (e.g. other ``llm_train_turns``, ``epochs`` or ``lr``).
 """
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -38,8 +42,22 @@ class DemoConfig:
     verbose: bool = True
 
 
-def _step(n: int, text: str) -> None:
-    print(f"[{n}/6] {text}", flush=True)
+class _Steps:
+    """Prints each step's heading and records the seconds each step took."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._current, self._t0 = None, time.monotonic()
+
+    def __call__(self, n: int, key: str, text: str) -> None:
+        self.close()
+        self._current, self._t0 = key, time.monotonic()
+        print(f"[{n}/6] {text}", flush=True)
+
+    def close(self) -> None:
+        if self._current is not None:
+            self.seconds[self._current] = round(time.monotonic() - self._t0, 2)
+        self._current = None
 
 
 def _first_conversations(frame: pd.DataFrame, n_turns: int) -> pd.DataFrame:
@@ -49,8 +67,34 @@ def _first_conversations(frame: pd.DataFrame, n_turns: int) -> pd.DataFrame:
     return frame[frame["conversation_id"].isin(keep)].reset_index(drop=True)
 
 
+def _settings_file(path: Path) -> Path:
+    return path.parent / f"{path.stem}.settings.json"
+
+
+def _built_with(path: Path, settings: dict) -> bool:
+    """True when the settings stored beside ``path`` are ``settings`` (compared as JSON)."""
+    try:
+        stored = json.loads(_settings_file(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return stored == json.loads(json.dumps(settings))
+
+
+def _store_settings(path: Path, settings: dict) -> None:
+    from ._utils import write_json
+    write_json(_settings_file(path), settings)
+
+
+def _digest(values) -> str:
+    return hashlib.sha1("\n".join(map(str, values)).encode()).hexdigest()[:16]
+
+
 def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
-    """Run the demo; returns the summary table (also written under ``workdir/results``)."""
+    """Run the demo; returns the summary table (also written under ``workdir/results``).
+
+    ``summary.attrs`` holds ``llm_calls`` (LLM generations computed in this run, 0 when every rewrite came
+    from the cache) and ``seconds`` (the wall time of each step).
+    """
     from . import datasets
     from .encoders import DiSCo, Splade
     from .evaluation import compare, format_table, standard_systems, write_outputs
@@ -63,9 +107,9 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     work = Path(cfg.workdir)
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    step = _Steps()
+    step(1, "index", "indexing the disco-mini passages with SPLADE-tiny")
     splade = Splade()
-
-    _step(1, "indexing the disco-mini passages with SPLADE-tiny")
     index = SparseIndex(work / "index", verbose=cfg.verbose)
     if not index.built():
         index_dataset(TRAIN, index.path, splade=splade, verbose=cfg.verbose)
@@ -73,46 +117,59 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
 
     train_frame = datasets.conversations(TRAIN)
     llm_frame = _first_conversations(train_frame, cfg.llm_train_turns)
-    _step(2, f"rewriting {len(llm_frame)} of {len(train_frame)} training turns with the LLM teacher "
-             "(cached across runs)")
+    step(2, "llm_rewrite", f"rewriting {len(llm_frame)} of {len(train_frame)} training turns with the LLM "
+                           "teacher (cached across runs)")
     llm = LLMRewriter(batch_size=cfg.llm_batch_size, verbose=cfg.verbose)
     llm_frame = RewriteColumns({"llm_rewrite": llm})(llm_frame)
     print(f"      {llm.llm_calls} LLM calls made now ({len(llm_frame) - llm.llm_calls} from the cache), "
           f"{llm.fallbacks} fallbacks to the utterance")
 
-    _step(3, "teacher runs: human rewrites (all turns) and LLM rewrites >> SPLADE >> retrieval")
+    step(3, "teacher_runs", "teacher runs: human rewrites (all turns) and LLM rewrites >> SPLADE >> retrieval")
     run_file = work / "teacher_run.parquet"
-    if run_file.exists():
+    run_settings = {"dataset": TRAIN, "teachers": ["human", "llm"], "k": 1000,
+                    "doc_model": splade.doc_model.vocab_fingerprint, "index_docs": len(index),
+                    "human_turns": len(train_frame), "llm_turns": len(llm_frame),
+                    "llm_qids": _digest(llm_frame["qid"]),
+                    "llm": {**llm.cache_settings(), "policy": llm.policy, "context": llm.context}}
+    if run_file.exists() and _built_with(run_file, run_settings):
         run = load_teacher_run(run_file)
+        print(f"      reusing {run_file}")
     else:
         human = build_teacher_run(train_frame, {"human": "human_rewrite"}, splade, index, verbose=cfg.verbose)
         llm_run = build_teacher_run(llm_frame, {"llm": "llm_rewrite"}, splade, index, verbose=cfg.verbose)
         run = pd.concat([human, llm_run], ignore_index=True)
         run.attrs["teacher_run"] = {**human.attrs["teacher_run"], "teachers": ["human", "llm"]}
         save_teacher_run(run, run_file)
+        _store_settings(run_file, run_settings)
     print(f"      {len(run)} (turn, passage, teacher) scores in {run_file}")
 
-    _step(4, f"training DiSCo students (budget {cfg.train_minutes:g} min)")
+    step(4, "train", f"training DiSCo students (budget {cfg.train_minutes:g} min)")
     qrels_train = datasets.qrels(TRAIN)
     docs = datasets.doc_lookup(TRAIN)
     train_cfg = TrainConfig(loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
                             n_negatives=cfg.negatives, lr=cfg.lr, seed=cfg.seed, checkpoint_every=25)
     students = {}
     teacher_sets = {"disco-human": ["human"], "disco-human+llm": ["human", "llm"]}
+    budget_s = cfg.train_minutes * 60 / len(teacher_sets)
     for name, teachers in teacher_sets.items():
         out = work / name
-        if (out / "pt_meta.json").exists():
+        settings = {"train_config": asdict(train_cfg), "time_budget_s": budget_s, "teachers": teachers,
+                    "teacher_run": run_settings}
+        same = _built_with(out, settings)
+        if same and (out / "pt_meta.json").exists():
             students[name] = DiSCo.from_pretrained(out)
             print(f"      {name}: reusing {out}")
             continue
+        # the same settings without a student: an interrupted run, resumed; other settings: trained anew
+        _store_settings(out, settings)
         t0 = time.monotonic()
         students[name] = train(train_frame, run[run["teacher"].isin(teachers)], docs, out, qrels=qrels_train,
-                               config=train_cfg, doc_model=splade.doc_model, resume=True,
-                               time_budget_s=cfg.train_minutes * 60 / len(teacher_sets), verbose=cfg.verbose,
+                               config=train_cfg, doc_model=splade.doc_model, resume=same, overwrite=not same,
+                               time_budget_s=budget_s, verbose=cfg.verbose,
                                provenance={"dataset": TRAIN, "teachers": teachers})
         print(f"      {name}: {students[name].meta['steps']} steps in {time.monotonic() - t0:.0f} s -> {out}")
 
-    _step(5, "comparing the systems on disco-mini/test")
+    step(5, "evaluate", "comparing the systems on disco-mini/test")
     test_frame = datasets.conversations(TEST)
     if cfg.test_turns:
         test_frame = _first_conversations(test_frame, cfg.test_turns)
@@ -121,11 +178,15 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     summary, per_turn = compare(systems, test_frame, datasets.qrels(TEST), index, baseline="raw",
                                 verbose=cfg.verbose)
 
-    _step(6, "results")
+    step(6, "write", "results")
     print(f"\ndisco-mini/test: {len(test_frame)} turns of {test_frame['conversation_id'].nunique()} conversations; "
           f"index of {len(index)} passages\n")
     print(format_table(summary))
     paths = write_outputs(summary, per_turn, work / "results")
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
-    print(f"demo finished in {time.monotonic() - started:.0f} s")
+    step.close()
+    print(f"demo finished in {time.monotonic() - started:.0f} s ("
+          + ", ".join(f"{k} {v:.0f} s" for k, v in step.seconds.items()) + ")")
+    summary.attrs["llm_calls"] = llm.llm_calls
+    summary.attrs["seconds"] = {**step.seconds, "total": round(time.monotonic() - started, 2)}
     return summary

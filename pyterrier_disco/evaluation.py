@@ -97,6 +97,44 @@ def standard_systems(names: Sequence[str], splade, *, students: Optional[Mapping
     return out
 
 
+def _needs_model(rewriter, topics: pd.DataFrame) -> bool:
+    """Whether rewriting ``topics`` runs ``rewriter``'s model: a generative rewriter without a cache, or with
+    some of these generations missing from it. Other rewriters (e.g. ``Column``) have no model."""
+    from .rewrite.base import GenerativeRewriter, _histories
+    from .rewrite.cache import cache_key
+
+    if not isinstance(rewriter, GenerativeRewriter) or "history" not in topics.columns:
+        return False  # no model, or a frame the rewriter refuses with its own error
+    if rewriter.cache is None:
+        return True
+    rows = [i for i, u in enumerate(topics["query"]) if isinstance(u, str) and u.split()]
+    if not rows:
+        return False
+    histories = _histories(topics)
+    inputs = rewriter.model_inputs([" ".join(topics["query"].iloc[i].split()) for i in rows],
+                                   [histories[i] for i in rows])
+    settings = rewriter.cache_settings()
+    keys = {cache_key(settings, text) for text in inputs}
+    return len(rewriter.cache.get_many_timed(keys)) < len(keys)
+
+
+def warm_up_rewriter(rewriter, topics: pd.DataFrame) -> bool:
+    """Load ``rewriter``'s model before a timed run, so that ms per query leaves out the model loading.
+
+    A rewriter with a ``warm_up()`` method has it called; a generative rewriter (LLM, T5) that will generate
+    for ``topics`` runs one untimed, uncounted generation (loading the model and its tokenizer). Rewrites
+    all served from the cache load nothing. Returns True when something was warmed up.
+    """
+    hook = getattr(rewriter, "warm_up", None)
+    if callable(hook):
+        hook()
+        return True
+    if not _needs_model(rewriter, topics):
+        return False
+    rewriter.generate(rewriter.model_inputs(["warm-up"], [[]]))  # neither cached nor counted in llm_calls
+    return True
+
+
 def run_system(system: System, topics: pd.DataFrame, retriever: pt.Transformer, p_doc: Mapping[str, float]) -> Run:
     """Run one system stage by stage (rewrite, encode, retrieve), timing each stage."""
     if system.parts:
@@ -125,22 +163,30 @@ def run_system(system: System, topics: pd.DataFrame, retriever: pt.Transformer, 
 
 
 def compare(systems: Sequence[System], topics: pd.DataFrame, qrels: pd.DataFrame, index, *,
-            num_results: int = 1000, baseline: Optional[str] = "raw", verbose: bool = True):
+            num_results: int = 1000, baseline: Optional[str] = "raw", vocab: Optional[str] = None,
+            verbose: bool = True):
     """Run the systems on ``topics`` and evaluate them in one ``pt.Experiment``.
 
     Returns ``(summary, per_turn)``: one row per system (measures, p-values against ``baseline`` with
     Bonferroni correction, ``q_len``, ``FLOPs``, ``ms_per_query``, ``llm_calls_per_query``), and one row per
     system and turn (``system, qid, turn``, the measures, ``q_len``) for plots by conversation depth.
     ``ms_per_query`` covers rewriting, encoding and retrieval; LLM rewrites served from the rewrite cache count
-    with the generation time recorded when they were made.
+    with the generation time recorded when they were made. The index, the encoders and the rewriters' models
+    are loaded (warmed up) before timing. ``vocab``: the document encoder's vocabulary fingerprint, checked
+    against the index's (default: the fingerprint the project's encoders stamp on their output).
     """
     if len(topics) == 0:
         raise ValueError("no topics to evaluate")
-    retriever = index.retriever(num_results=num_results)
+    retriever = index.retriever(num_results=num_results, vocab=vocab)
     p_doc = index.term_probabilities()
     retriever(pd.DataFrame({"qid": ["warm-up"], "query_toks": [{}]}))  # load the index before timing
+    warmed = set()
     for system in systems:
-        (system.parts[0] if system.parts else system).encoder(topics.head(2))
+        for part in system.parts or [system]:
+            part.encoder(topics.head(2))
+            if part.rewriter is not None and id(part.rewriter) not in warmed:
+                warmed.add(id(part.rewriter))
+                warm_up_rewriter(part.rewriter, topics)
     runs: Dict[str, Run] = {}
     for system in pt.tqdm(systems, desc="systems", unit="system", disable=not verbose):
         runs[system.name] = run_system(system, topics, retriever, p_doc)
@@ -234,15 +280,29 @@ def write_outputs(summary: pd.DataFrame, per_turn: pd.DataFrame, out_dir, *, plo
     return paths
 
 
-def dataset_index(dataset: str, splade, index_dir=None, *, verbose: bool = True):
-    """The numba index of ``dataset``'s passages at ``index_dir`` (default: the user cache folder), built with
-    ``splade``'s document encoder when missing."""
+def index_folder(dataset: str, splade, root=None) -> Path:
+    """Where the index of ``dataset``'s passages encoded by ``splade``'s document model lives under ``root``
+    (default: the user cache folder): the folder name holds the dataset, the vocabulary fingerprint and a
+    hash of the model's name, so that another document model gets its own index."""
     from ._utils import cache_dir
+
+    root = cache_dir("indexes") if root is None else Path(root)
+    return root / f"{dataset.replace('/', '_')}.{model_key(splade)}"
+
+
+def model_key(splade) -> str:
+    """A short key of ``splade``'s document model (vocabulary fingerprint and a hash of its name), for cache
+    file names."""
+    return f"{splade.doc_model.vocab_fingerprint}.{_model_slug(splade)}"
+
+
+def dataset_index(dataset: str, splade, index_dir=None, *, verbose: bool = True):
+    """The numba index of ``dataset``'s passages at ``index_dir`` (default: :func:`index_folder` in the user
+    cache folder), built with ``splade``'s document encoder when missing."""
     from .index import SparseIndex, index_dataset
 
     if index_dir is None:
-        slug = dataset.replace("/", "_")
-        index_dir = cache_dir("indexes") / f"{slug}.{splade.doc_model.vocab_fingerprint}.{_model_slug(splade)}"
+        index_dir = index_folder(dataset, splade)
     index = SparseIndex(index_dir, verbose=verbose)
     if not index.built():
         index_dataset(dataset, index_dir, splade=splade, verbose=verbose)
@@ -279,4 +339,5 @@ def evaluate_dataset(dataset: str, *, systems: Sequence[str] = ("raw", "fc", "hu
     students = {"disco": student} if student is not None else {}
     index = dataset_index(dataset, splade, index_dir, verbose=verbose)
     chosen = standard_systems(systems, splade, students=students, llm=llm)
-    return compare(chosen, topics, qrels, index, num_results=num_results, baseline=baseline, verbose=verbose)
+    return compare(chosen, topics, qrels, index, num_results=num_results, baseline=baseline,
+                   vocab=splade.doc_model.vocab_fingerprint, verbose=verbose)

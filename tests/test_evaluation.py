@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -6,8 +7,11 @@ import pytest
 
 import pyterrier_disco as disco
 from pyterrier_disco.cli import main
-from pyterrier_disco.evaluation import MEASURE_NAMES, compare, format_table, standard_systems, summary_records
+from pyterrier_disco.evaluation import (MEASURE_NAMES, compare, format_table, standard_systems, summary_records,
+                                        warm_up_rewriter)
 from pyterrier_disco.rewrite import Column
+from pyterrier_disco.rewrite.base import GenerativeRewriter
+from pyterrier_disco.rewrite.cache import RewriteCache
 
 TEST = "disco-mini/test"
 
@@ -85,3 +89,68 @@ def test_cli_errors_are_clear(capsys, tmp_path):
     assert "student" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["index", "--dataset", TEST, "--out", str(tmp_path / "i"), "--backend", "lucene"])
+
+
+class SlowLoadingRewriter(GenerativeRewriter):
+    """A generative rewriter whose model takes ``load_s`` to load, at its first generation (as a real LLM's
+    lazy loading does); afterwards it rewrites at once."""
+
+    def __init__(self, load_s: float, cache=False):
+        super().__init__(policy="rewrite", batch_size=1, cache=cache)
+        self.load_s = load_s
+        self.loaded = False
+        self.generate_calls = 0
+
+    def model_inputs(self, utterances, histories):
+        return [f"{len(h)} | {u}" for u, h in zip(utterances, histories)]
+
+    def generate(self, inputs):
+        self.generate_calls += 1
+        if not self.loaded:
+            time.sleep(self.load_s)
+            self.loaded = True
+        return [f"resolved {text.split(' | ', 1)[1]}" for text in inputs]
+
+    def cache_settings(self):
+        return {"rewriter": "slow-loading test"}
+
+
+def test_ms_per_query_leaves_out_the_rewriter_model_loading(mini, splade_model):
+    index, topics, qrels = mini
+    splade = disco.Splade(splade_model)
+    load_s = 2.0
+    rewriter = SlowLoadingRewriter(load_s)
+    summary, _ = compare(standard_systems(["raw", "llm"], splade, llm=rewriter), topics, qrels, index, verbose=False)
+    llm = summary.set_index("name").loc["llm"]
+    assert rewriter.loaded and rewriter.llm_calls == len(topics)  # the warm-up generation is not counted
+    with_load_ms = 1000 * load_s / len(topics)
+    assert llm["rewrite_ms_per_query"] < with_load_ms / 4, (llm["rewrite_ms_per_query"], with_load_ms)
+
+
+def test_rewrites_all_cached_load_no_model(mini, splade_model, tmp_path):
+    index, topics, qrels = mini
+    splade = disco.Splade(splade_model)
+    cache = tmp_path / "rewrites.sqlite"
+    first = SlowLoadingRewriter(0.0, cache=cache)
+    compare(standard_systems(["llm"], splade, llm=first), topics, qrels, index, baseline=None, verbose=False)
+    assert len(RewriteCache(cache)) == len(topics)  # the warm-up generation is not cached either
+    again = SlowLoadingRewriter(5.0, cache=cache)
+    summary, _ = compare(standard_systems(["llm", "fusion"], splade, llm=again,
+                                          students={"untrained": disco.DiSCo(splade_model)}),
+                         topics, qrels, index, baseline=None, verbose=False)
+    assert again.generate_calls == 0 and not again.loaded and again.llm_calls == 0
+    assert summary.set_index("name").loc["llm", "llm_calls_per_query"] == 1
+
+
+def test_warm_up_rewriter_hooks():
+    calls = []
+
+    class Hooked:
+        def warm_up(self):
+            calls.append("warm_up")
+
+    topics = pd.DataFrame({"qid": ["1"], "query": ["where is it"], "history": [[]]})
+    assert warm_up_rewriter(Hooked(), topics) and calls == ["warm_up"]
+    assert not warm_up_rewriter(Column("human_rewrite"), topics)  # nothing to load
+    slow = SlowLoadingRewriter(0.0)
+    assert warm_up_rewriter(slow, topics) and slow.loaded and slow.llm_calls == 0

@@ -158,7 +158,7 @@ def test_cli_teacher_run(ikat_home, ikat_index, tmp_path, capsys):
 
 # -- review fixes: RNG states, --overwrite, gradient accumulation, other losses, uncached documents ---------
 
-SMALL = dict(batch_size=4, n_negatives=4, epochs=1)
+SMALL = dict(batch_size=4, n_negatives=4, epochs=1, max_length=64)  # short conversations: quick steps
 
 
 def _trainer(setup, out, splade_model, frame=None, **config):

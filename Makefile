@@ -23,8 +23,8 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) benchmarks/encode.py
-	$(PY) benchmarks/retrieval.py
+	mkdir -p runs
+	for b in encode retrieval train_step latency scale rewrite; do $(PY) benchmarks/$$b.py > runs/bench-$$b.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,6 +1,8 @@
 """LLM rewriting latency per turn by batch size (no cache). Prints JSON.
 
-    python benchmarks/rewrite.py [--turns 30] [--batch-sizes 1 8] [--model DIR_OR_ID]
+    python benchmarks/rewrite.py [--quick] [--turns 30] [--batch-sizes 1 8] [--model DIR_OR_ID]
+
+It backs the rewriter's CPU default (``batch_size=1``); it has no target of its own (``targets`` is empty).
 
 Turns are real iKAT 2023 train turns from ../shared/data (else disco-mini/test).
 """
@@ -25,9 +27,10 @@ def main():
     ap.add_argument("--turns", type=int, default=30)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--model", default=None)
+    ap.add_argument("--quick", action="store_true", help="8 turns")
     args = ap.parse_args()
-    frame, source = turns(args.turns)
-    report = {"benchmark": "rewrite", "turns": len(frame), "source": source}
+    frame, source = turns(8 if args.quick else args.turns)
+    report = {"benchmark": "rewrite", "turns": len(frame), "source": source, "targets": []}
     for bs in args.batch_sizes:
         llm = LLMRewriter(args.model, cache=False, batch_size=bs)
         llm(frame.head(1))  # load (and convert the GGUF once)

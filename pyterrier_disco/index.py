@@ -89,8 +89,9 @@ class SparseIndex(pt.Artifact, pt.Indexer):
                   threads: Optional[int] = None, verbose: bool = False) -> "SparseRetriever":
         """Exact top-``num_results`` by dot product (``qid, query_toks`` -> ``qid, docno, score, rank``).
 
-        ``threads=None``: one thread per ``scoring.DOCS_PER_THREAD`` documents, up to the cores (a second thread
-        only paid off from about a million documents in ``benchmarks/retrieval.py``).
+        ``threads=None``: every core for a batch of at least two queries per core (each thread takes its own
+        queries); for fewer queries, one thread per ``scoring.DOCS_PER_THREAD`` documents, up to the cores (a
+        second thread on one query only paid off from about a million documents in ``benchmarks/retrieval.py``).
         """
         return SparseRetriever(self, num_results=num_results, vocab=vocab,
                                threads=threads or self.threads, verbose=verbose)

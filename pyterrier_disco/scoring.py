@@ -15,7 +15,8 @@ work, measured in ``benchmarks/retrieval.py``:
   threshold to a small buffer, cut back to the k best (``np.partition``) whenever it fills; the block's
   scores are then zeroed for the next query (no ``argwhere`` / ``argpartition`` over the collection, no
   allocation, no heap);
-- with several threads each takes a contiguous range of blocks and its own buffer; the buffers are merged.
+- with several threads, a batch of queries is split between them (each thread with its own scores and
+  buffer); a single query has its blocks split between them instead, and the buffers are merged.
 
 Ties are broken by ascending internal doc id (indexing order), so results are deterministic.
 """
@@ -212,6 +213,21 @@ def _search_parallel(blocks, local_ids, weights, q_ptr, q_terms, q_weights, boun
         out_counts[q] = _merge(buf_s, buf_d, counts, k, out_docs[q], out_scores[q])
 
 
+@numba.njit(cache=True, parallel=True)
+def _search_query_groups(blocks, local_ids, weights, q_ptr, q_terms, q_weights, groups, n_docs, accs,
+                         buf_s, buf_d, counts, out_docs, out_scores, out_counts):
+    """Several queries in parallel: thread ``g`` scores queries ``groups[g]:groups[g+1]`` over all blocks, with
+    its own scores ``accs[g]`` and buffer."""
+    k = out_docs.shape[1]
+    n_blocks = blocks.shape[1] - 1
+    for g in numba.prange(len(groups) - 1):
+        for q in range(groups[g], groups[g + 1]):
+            terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
+            counts[g] = _blocks_top_k(blocks, local_ids, weights, terms, qws, 0, n_blocks, n_docs, k, accs[g],
+                                      buf_s[g], buf_d[g])
+            out_counts[q] = _merge(buf_s[g:g + 1], buf_d[g:g + 1], counts[g:g + 1], k, out_docs[q], out_scores[q])
+
+
 def default_threads(n_docs: int) -> int:
     """One thread per ``DOCS_PER_THREAD`` documents, up to the cores numba may use."""
     return max(1, min(n_docs // DOCS_PER_THREAD, numba.config.NUMBA_NUM_THREADS))
@@ -246,10 +262,13 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
 
     ``arrays`` holds an index's ``blocks`` table, uint16 ``doc_ids`` within the blocks and ``weights``
     (as :class:`~pyterrier_disco.index.SparseIndex` stores them), or ``offsets`` and global int32 ``doc_ids``.
-    With ``threads > 1`` each query's blocks are scored in parallel; ``None`` picks :func:`default_threads`.
+    With ``threads > 1``, a batch of at least two queries per thread is split between the threads (one query
+    per thread at a time); a smaller one has each query's blocks scored in parallel. ``None``: every core for
+    such a batch, else :func:`default_threads`.
     """
-    if threads is None:
-        threads = default_threads(n_docs)
+    if threads is None:  # a batch keeps every core busy with its own queries: that paid off at any size
+        cores = numba.config.NUMBA_NUM_THREADS
+        threads = cores if len(queries) >= 2 * cores else default_threads(n_docs)
     blocks, local_ids = arrays.get("blocks"), arrays["doc_ids"]
     if blocks is None or local_ids.dtype != np.uint16:
         blocks, local_ids = local_postings(arrays["offsets"], local_ids, n_docs)
@@ -258,8 +277,12 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     np.cumsum([len(t) for t, _ in queries], out=q_ptr[1:])
     q_terms = np.concatenate([np.asarray(t, np.int64) for t, _ in queries] + [np.empty(0, np.int64)])
     q_weights = np.concatenate([np.asarray(w, np.float32) for _, w in queries] + [np.empty(0, np.float32)])
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, n_blocks))
-    bounds = np.linspace(0, n_blocks, threads + 1).round().astype(np.int64)  # a block range (and buffer) per thread
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    by_query = threads > 1 and len(queries) >= 2 * threads
+    if not by_query:
+        threads = min(threads, n_blocks)
+    # per thread: a range of queries (by_query) or of blocks, and a candidate buffer
+    bounds = np.linspace(0, len(queries) if by_query else n_blocks, threads + 1).round().astype(np.int64)
     capacity = max(4 * k, 64)  # candidate buffer per thread, cut back to k when full
     buf_s = np.zeros((threads, capacity), dtype=np.float32)
     buf_d = np.zeros((threads, capacity), dtype=np.int64)
@@ -267,16 +290,17 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     out_docs = np.full((len(queries), k), -1, dtype=np.int32)
     out_scores = np.zeros((len(queries), k), dtype=np.float64)
     out_counts = np.zeros(len(queries), dtype=np.int64)
-    acc = _ACCUMULATORS.take(n_blocks * BLOCK_DOCS)  # whole blocks: no block-local id can write past the end
+    # whole blocks, so no block-local id can write past the end; one array per thread when it has its own queries
+    acc = _ACCUMULATORS.take((threads if by_query else 1) * n_blocks * BLOCK_DOCS)
     args = (np.ascontiguousarray(blocks, dtype=np.int64), np.ascontiguousarray(local_ids),
             np.ascontiguousarray(arrays["weights"], dtype=np.float32), q_ptr, q_terms, q_weights, bounds, n_docs,
-            acc, buf_s, buf_d, counts, out_docs, out_scores, out_counts)
+            acc.reshape(threads, -1) if by_query else acc, buf_s, buf_d, counts, out_docs, out_scores, out_counts)
     try:
         if threads > 1:
             previous = numba.get_num_threads()
             numba.set_num_threads(threads)
             try:
-                _search_parallel(*args)
+                (_search_query_groups if by_query else _search_parallel)(*args)
             finally:
                 numba.set_num_threads(previous)
         else:

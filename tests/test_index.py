@@ -180,13 +180,16 @@ def _check_engine(matrix, rng, threads, ks, tmp_path):
     queries = [(np.sort(rng.choice(n_terms, size=n, replace=False)), rng.choice([0.5, 1.0, 2.0], size=n))
                for n in (1, 3, 10, n_terms)]
     for k in ks:
-        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, threads=threads)
+        batch = search(arrays, len(docnos), queries, k, threads=threads)  # threads share the queries
         for q, (terms, weights) in enumerate(queries):
             exact = matrix[:, terms].toarray().astype(np.float64) @ weights
             positive = np.flatnonzero(exact > 0)
             expected = positive[np.lexsort((positive, -exact[positive]))][:k]  # score desc, then doc id
-            assert list(doc_ids[q, :counts[q]]) == list(expected)
-            assert list(scores[q, :counts[q]]) == list(exact[expected])
+            alone = search(arrays, len(docnos), [queries[q]], k, threads=threads)  # threads share the blocks
+            for doc_ids, scores, counts in (batch, alone):
+                row = 0 if doc_ids is alone[0] else q
+                assert list(doc_ids[row, :counts[row]]) == list(expected)
+                assert list(scores[row, :counts[row]]) == list(exact[expected])
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, None])

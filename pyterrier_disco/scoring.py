@@ -190,20 +190,33 @@ def _merge(buf_s, buf_d, counts, k, out_docs, out_scores):
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_serial(blocks, local_ids, weights, q_ptr, q_terms, q_weights, bounds, n_docs, acc,
+def _search_serial(blocks, local_ids, weights, q_ptr, q_terms, q_weights, n_docs, acc,
                    buf_s, buf_d, counts, out_docs, out_scores, out_counts):
+    """Queries one after another on one thread (``buf_s``, ``buf_d``, ``counts``: one row / entry)."""
     k = out_docs.shape[1]
+    n_blocks = blocks.shape[1] - 1
     for q in range(len(q_ptr) - 1):
         terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
-        for r in range(len(bounds) - 1):
-            counts[r] = _blocks_top_k(blocks, local_ids, weights, terms, qws, bounds[r], bounds[r + 1], n_docs, k,
-                                      acc, buf_s[r], buf_d[r])
+        counts[0] = _blocks_top_k(blocks, local_ids, weights, terms, qws, 0, n_blocks, n_docs, k, acc,
+                                  buf_s[0], buf_d[0])
         out_counts[q] = _merge(buf_s, buf_d, counts, k, out_docs[q], out_scores[q])
+
+
+@numba.njit(cache=True, parallel=True)
+def _search_query_groups(blocks, local_ids, weights, q_ptr, q_terms, q_weights, groups, n_docs, accs,
+                         buf_s, buf_d, counts, out_docs, out_scores, out_counts):
+    """A batch in parallel: thread ``g`` runs queries ``groups[g]:groups[g+1]`` with its own scores ``accs[g]``."""
+    for g in numba.prange(len(groups) - 1):
+        lo, hi = groups[g], groups[g + 1]
+        _search_serial(blocks, local_ids, weights, q_ptr[lo:hi + 1], q_terms, q_weights, n_docs, accs[g],
+                       buf_s[g:g + 1], buf_d[g:g + 1], counts[g:g + 1], out_docs[lo:hi], out_scores[lo:hi],
+                       out_counts[lo:hi])
 
 
 @numba.njit(cache=True, parallel=True)
 def _search_parallel(blocks, local_ids, weights, q_ptr, q_terms, q_weights, bounds, n_docs, acc,
                      buf_s, buf_d, counts, out_docs, out_scores, out_counts):
+    """One query at a time with its blocks split between the threads: ``bounds`` gives each thread's range."""
     k = out_docs.shape[1]
     for q in range(len(q_ptr) - 1):
         terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
@@ -211,21 +224,6 @@ def _search_parallel(blocks, local_ids, weights, q_ptr, q_terms, q_weights, boun
             counts[r] = _blocks_top_k(blocks, local_ids, weights, terms, qws, bounds[r], bounds[r + 1], n_docs, k,
                                       acc, buf_s[r], buf_d[r])
         out_counts[q] = _merge(buf_s, buf_d, counts, k, out_docs[q], out_scores[q])
-
-
-@numba.njit(cache=True, parallel=True)
-def _search_query_groups(blocks, local_ids, weights, q_ptr, q_terms, q_weights, groups, n_docs, accs,
-                         buf_s, buf_d, counts, out_docs, out_scores, out_counts):
-    """Several queries in parallel: thread ``g`` scores queries ``groups[g]:groups[g+1]`` over all blocks, with
-    its own scores ``accs[g]`` and buffer."""
-    k = out_docs.shape[1]
-    n_blocks = blocks.shape[1] - 1
-    for g in numba.prange(len(groups) - 1):
-        for q in range(groups[g], groups[g + 1]):
-            terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
-            counts[g] = _blocks_top_k(blocks, local_ids, weights, terms, qws, 0, n_blocks, n_docs, k, accs[g],
-                                      buf_s[g], buf_d[g])
-            out_counts[q] = _merge(buf_s[g:g + 1], buf_d[g:g + 1], counts[g:g + 1], k, out_docs[q], out_scores[q])
 
 
 def default_threads(n_docs: int) -> int:
@@ -292,19 +290,22 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     out_counts = np.zeros(len(queries), dtype=np.int64)
     # whole blocks, so no block-local id can write past the end; one array per thread when it has its own queries
     acc = _ACCUMULATORS.take((threads if by_query else 1) * n_blocks * BLOCK_DOCS)
-    args = (np.ascontiguousarray(blocks, dtype=np.int64), np.ascontiguousarray(local_ids),
-            np.ascontiguousarray(arrays["weights"], dtype=np.float32), q_ptr, q_terms, q_weights, bounds, n_docs,
-            acc.reshape(threads, -1) if by_query else acc, buf_s, buf_d, counts, out_docs, out_scores, out_counts)
+    postings = (np.ascontiguousarray(blocks, dtype=np.int64), np.ascontiguousarray(local_ids),
+                np.ascontiguousarray(arrays["weights"], dtype=np.float32), q_ptr, q_terms, q_weights)
+    outputs = (buf_s, buf_d, counts, out_docs, out_scores, out_counts)
     try:
         if threads > 1:
             previous = numba.get_num_threads()
             numba.set_num_threads(threads)
             try:
-                (_search_query_groups if by_query else _search_parallel)(*args)
+                if by_query:
+                    _search_query_groups(*postings, bounds, n_docs, acc.reshape(threads, -1), *outputs)
+                else:
+                    _search_parallel(*postings, bounds, n_docs, acc, *outputs)
             finally:
                 numba.set_num_threads(previous)
         else:
-            _search_serial(*args)
+            _search_serial(*postings, n_docs, acc, *outputs)
     except BaseException:
         acc[:] = 0  # interrupted mid-query: not zero any more
         raise

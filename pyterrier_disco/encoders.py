@@ -247,13 +247,20 @@ class _Encoder(pt.Transformer):
                                    desc=f"{type(self).__name__}")
         return self.model.to_dicts(matrix)
 
+    def input_texts(self, inp: pd.DataFrame) -> List[str]:
+        """The texts to encode, one per row (the ``source`` column)."""
+        return check_texts(inp[self.source], self.source)
+
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        pt.validate.columns(inp, includes=[self.source], context=self)
+        pt.validate.columns(inp, includes=self.input_columns(), context=self)
         out = inp.copy()
-        texts = check_texts(inp[self.source], self.source)
+        texts = self.input_texts(inp) if len(inp) else []
         out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
         out.attrs["vocab"] = self.model.vocab_fingerprint  # lets a retriever refuse an index of another vocabulary
         return out
+
+    def input_columns(self) -> List[str]:
+        return [self.source]
 
     def __repr__(self):
         return f"{type(self).__name__}({self.model.name!r})"
@@ -308,14 +315,12 @@ class ConversationQueryEncoder(_Encoder):
         super().__init__(model, batch_size, verbose)
         self.formatter = formatter
 
-    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        pt.validate.columns(inp, includes=["query", "history"], context=self)
-        out = inp.copy()
+    def input_columns(self) -> List[str]:
+        return ["query", "history"]
+
+    def input_texts(self, inp: pd.DataFrame) -> List[str]:
         check_texts(inp["query"], "query")
-        texts = self.formatter.format_frame(inp, self.model.tokenizer) if len(inp) else []
-        out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
-        out.attrs["vocab"] = self.model.vocab_fingerprint
-        return out
+        return self.formatter.format_frame(inp, self.model.tokenizer)
 
 
 class DiSCo(Splade):

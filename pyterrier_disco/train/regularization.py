@@ -40,9 +40,10 @@ def l0(reps: torch.Tensor) -> torch.Tensor:
     return torch.count_nonzero(reps, dim=-1).float().mean()
 
 
-def anti_zero(queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
-    """``1 / (sum of all query weights)^2 + 1 / (sum of all document weights)^2``, as in the reference."""
-    return 1 / torch.sum(queries) ** 2 + 1 / torch.sum(docs) ** 2
+def anti_zero(queries: torch.Tensor, docs_sum: torch.Tensor) -> torch.Tensor:
+    """``1 / (sum of all query weights)^2 + 1 / (sum of all document weights)^2``, as in the reference
+    (``docs_sum``: the documents' sum, see :func:`document_terms`)."""
+    return 1 / torch.sum(queries) ** 2 + 1 / docs_sum ** 2
 
 
 def document_terms(docs: Union[torch.Tensor, sp.spmatrix]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,7 +121,7 @@ class SparsityConfig:
         loss = lam["lambda_d"] * flops_d + lam["lambda_q"] * l1_q
         out = {"flops_d": flops_d.detach(), "l1_q": l1_q.detach()}
         if self.anti_zero:
-            az = 1 / torch.sum(queries) ** 2 + 1 / sum_d ** 2  # anti_zero(queries, docs)
+            az = anti_zero(queries, sum_d)
             loss = loss + az
             out["anti_zero"] = az.detach()
         out.update({"loss": loss, "L0_q": l0(queries.detach()), "L0_d": l0_d,

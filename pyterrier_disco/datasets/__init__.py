@@ -1,15 +1,17 @@
 """Conversational datasets registered with ir_datasets, and conversation frames.
 
-Official files are looked up in ``$IR_DATASETS_HOME/<first component of the id>/<official file name>`` and
-downloaded there when missing (set ``DISCO_OFFLINE=1`` to never try); see each module for the file names.
+Official files are looked up in ``$IR_DATASETS_HOME/<folder>/<official file name>`` (the folder is the first
+component of the id, e.g. ``ikat``, ``trec-cast``) and downloaded there when missing (set ``DISCO_OFFLINE=1`` to
+never try); ``downloads.json`` lists each file's URLs, size and sha256, checked before use. See each module for
+the files, :mod:`.topic_passages` for the ``/topic-passages`` corpora and :mod:`.frames` for pooling several
+datasets.
 """
-from . import cast, ikat, mini, qrecc, topiocqa
-from ._files import DocsUnavailableError, MissingOfficialFileError
-from .frames import conversations, doc_lookup, known_ids, qrels
+from . import cast, ikat, mini, qrecc, topic_passages, topiocqa
+from ._files import ChecksumError, DocsUnavailableError, MissingOfficialFileError
+from .frames import conversations, dataset_ids, doc_lookup, docs_iter, known_ids, qrels, split_id
 
 _MODULES = (ikat, cast, topiocqa, qrecc, mini)
-REGISTERED_IDS = ("ikat/2023/train", "ikat/2023/test", "trec-cast/v3/2022", "topiocqa/train", "topiocqa/dev",
-                  "qrecc/train", "qrecc/test", "disco-mini/train", "disco-mini/test")
+REGISTERED_IDS = tuple(ds_id for module in _MODULES for ds_id in module.datasets())
 
 
 def register() -> None:
@@ -23,5 +25,5 @@ def register() -> None:
                 existing.add(ds_id)
 
 
-__all__ = ["register", "conversations", "qrels", "doc_lookup", "known_ids", "MissingOfficialFileError", "DocsUnavailableError",
-           "REGISTERED_IDS"]
+__all__ = ["register", "conversations", "qrels", "doc_lookup", "docs_iter", "known_ids", "dataset_ids", "split_id",
+           "MissingOfficialFileError", "DocsUnavailableError", "ChecksumError", "REGISTERED_IDS", "topic_passages"]

@@ -1,38 +1,74 @@
-"""Official data files found in ``$IR_DATASETS_HOME/<dataset>/`` or downloaded there, and small ir_datasets handlers."""
+"""Official data files found in ``$IR_DATASETS_HOME/<folder>/`` or downloaded there, checked against
+``downloads.json`` (official name, URLs, size and sha256, like ir_datasets' own ``downloads.json``)."""
 import contextlib
+import hashlib
 import json
 import os
-import warnings
 import zipfile
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence
+from typing import List, Optional, Sequence
 
-from ir_datasets.formats import BaseDocs, BaseQrels, BaseQueries, TrecQrel
-from ir_datasets.util import Cache, RequestsDownload
+from .._utils import atomic_file
+
+DOWNLOADS = Path(__file__).with_name("downloads.json")
 
 
 class MissingOfficialFileError(FileNotFoundError):
     """An official data file is neither in its folder nor downloadable."""
 
 
+class ChecksumError(ValueError):
+    """An official data file (a local copy or a download) is not the expected one."""
+
+
 class DocsUnavailableError(RuntimeError):
     """The document collection of a dataset cannot be provided by this package."""
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
 def _offline() -> bool:
-    return os.environ.get("DISCO_OFFLINE", "").lower() in ("1", "true", "yes")
+    return _flag("DISCO_OFFLINE")
+
+
+@lru_cache(maxsize=None)
+def downloads() -> dict:
+    """``{folder: {official name: {"urls", "size", "sha256" | "md5", ...}}}`` from ``downloads.json``."""
+    with open(DOWNLOADS, encoding="utf-8") as f:
+        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
+@lru_cache(maxsize=256)
+def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
+    # keyed on size and mtime: a file is hashed once per process unless it changes
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class OfficialFile:
-    """One official file, kept as ``$IR_DATASETS_HOME/<folder>/<name>``.
+    """One official file, kept as ``$IR_DATASETS_HOME/<folder>/<name>`` and described in ``downloads.json``.
 
-    When absent, it is downloaded from ``urls`` (first that works) through ir_datasets'
-    :class:`~ir_datasets.util.Cache` (a temporary file renamed on success, so a failed download
-    leaves nothing behind). ``DISCO_OFFLINE=1`` skips the download attempt.
+    When absent, it is downloaded from its URLs (first that works) to a temporary name, checked, then renamed,
+    so a failed or wrong download leaves nothing behind. ``DISCO_OFFLINE=1`` skips the download attempt. A
+    local copy is checked (size, then sha256 or md5, where ``downloads.json`` knows them) before its first use
+    in a process; ``DISCO_SKIP_CHECKSUMS=1`` accepts a copy that differs (an edited or sliced file).
     """
 
-    def __init__(self, folder: str, name: str, urls: Sequence[str] = ()):
-        self.folder, self.name, self.urls = folder, name, list(urls)
+    def __init__(self, folder: str, name: str, urls: Optional[Sequence[str]] = None,
+                 expected: Optional[dict] = None):
+        entry = downloads().get(folder, {}).get(name)
+        if entry is None and (urls is None or expected is None):
+            raise KeyError(f"{folder}/{name} is not described in {DOWNLOADS}")
+        entry = entry or {}
+        self.folder, self.name = folder, name
+        self.urls = list(entry.get("urls", ()) if urls is None else urls)
+        self.expected = {k: entry.get(k) for k in ("size", "sha256", "md5")} if expected is None else expected
 
     @property
     def local_path(self) -> Path:
@@ -44,16 +80,55 @@ class OfficialFile:
 
     def path(self, force: bool = True) -> Path:
         target = self.local_path
-        if target.exists() or not force:
+        if target.exists():
+            self.verify(target, "local copy")
             return target
-        errors = []
+        if not force:
+            return target
+        errors, wrong = [], []
         if not _offline():
             for url in self.urls:
                 try:
-                    return Cache(RequestsDownload(url), target).path()
+                    return self._download(url, target)
+                except ChecksumError as e:
+                    wrong.append(str(e))
                 except Exception as e:  # noqa: BLE001 - any failure means "try the next source"
                     errors.append(f"{url}: {e}")
+        if wrong:
+            raise ChecksumError("; ".join(wrong))
         raise MissingOfficialFileError(self.missing_message(errors))
+
+    def _download(self, url: str, target: Path) -> Path:
+        from ir_datasets.util import RequestsDownload
+
+        with atomic_file(target, "wb") as out, RequestsDownload(url).stream() as src:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                out.write(chunk)
+            out.flush()
+            self.verify(Path(out.name), f"download from {url}")  # before the rename: a bad file never lands
+        return target
+
+    def verify(self, path: Path, what: str) -> None:
+        """Raise :class:`ChecksumError` when ``path`` is not the expected file (unless checks are skipped)."""
+        if _flag("DISCO_SKIP_CHECKSUMS"):
+            return
+        stat = path.stat()
+        size = self.expected.get("size")
+        if size is not None and stat.st_size != size:
+            raise self._mismatch(path, what, "size", size, stat.st_size)
+        for algorithm in ("sha256", "md5"):
+            want = self.expected.get(algorithm)
+            if want:
+                got = _digest(str(path), algorithm, stat.st_size, stat.st_mtime_ns)
+                if got != want:
+                    raise self._mismatch(path, what, algorithm, want, got)
+                return
+
+    def _mismatch(self, path, what, field, want, got) -> ChecksumError:
+        return ChecksumError(
+            f"{self.name}: the {what} at {path} is not the official file ({field} expected {want}, got {got}); "
+            f"replace it with the official file from {', '.join(self.urls) or 'its official source'} "
+            "(or set DISCO_SKIP_CHECKSUMS=1 to use an edited copy)")
 
     def missing_message(self, errors: List[str] = ()) -> str:
         where = ", ".join(self.urls) if self.urls else "its official source"
@@ -73,6 +148,14 @@ class OfficialFile:
     def load_json(self):
         with self.stream() as f:
             return json.load(f)
+
+    def lines(self):
+        """The file's non-empty lines, decoded."""
+        with self.stream() as f:
+            for line in f:
+                line = line.decode("utf-8")
+                if line.strip():
+                    yield line
 
 
 class ZipMemberFile:
@@ -104,174 +187,3 @@ class ZipMemberFile:
     def load_json(self):
         with self.stream() as f:
             return json.load(f)
-
-
-# ---- minimal ir_datasets handlers over python callables -------------------------------------------------------
-
-class ListQueries(BaseQueries):
-    def __init__(self, cls, records: Callable[[], Iterable], namespace: str):
-        self._cls, self._records, self._namespace = cls, records, namespace
-
-    def queries_iter(self):
-        return iter(self._records())
-
-    def queries_cls(self):
-        return self._cls
-
-    def queries_namespace(self):
-        return self._namespace
-
-    def queries_lang(self):
-        return "en"
-
-
-class ListQrels(BaseQrels):
-    def __init__(self, records: Callable[[], Iterable[TrecQrel]], defs: dict):
-        self._records, self._defs = records, defs
-
-    def qrels_iter(self):
-        return iter(self._records())
-
-    def qrels_cls(self):
-        return TrecQrel
-
-    def qrels_defs(self):
-        return self._defs
-
-
-class _DictDocstore:
-    def __init__(self, docs):
-        self._docs = {d.doc_id: d for d in docs}
-
-    def get(self, doc_id, field=None):
-        doc = self._docs[doc_id]
-        return doc if field is None else getattr(doc, field)
-
-    def get_many(self, doc_ids, field=None):
-        return {d: self.get(d, field) for d in doc_ids if d in self._docs}
-
-    def get_many_iter(self, doc_ids):
-        return (self._docs[d] for d in doc_ids if d in self._docs)
-
-    def __iter__(self):
-        return iter(self._docs.values())
-
-    def count(self):
-        return len(self._docs)
-
-
-class IterDocs(BaseDocs):
-    """Documents from a generator function; ``in_memory`` collections also get a dict docstore and exact count."""
-
-    def __init__(self, cls, records: Callable[[], Iterable], namespace: str, count: Optional[int] = None,
-                 in_memory: bool = False):
-        self._cls, self._records, self._namespace = cls, records, namespace
-        self._count, self._in_memory = count, in_memory
-
-    def docs_iter(self):
-        return iter(self._records())
-
-    def docs_cls(self):
-        return self._cls
-
-    def docs_count(self):
-        if self._in_memory:
-            return sum(1 for _ in self._records())
-        return self._count
-
-    def docs_store(self, field="doc_id"):
-        if not self._in_memory:
-            raise NotImplementedError(f"{self._namespace}: no docstore for this large collection; iterate docs_iter()")
-        return _DictDocstore(self._records())
-
-    def docs_namespace(self):
-        return self._namespace
-
-    def docs_lang(self):
-        return "en"
-
-
-class UnavailableDocs(BaseDocs):
-    """A docs handler whose every access raises :class:`DocsUnavailableError` with ``message``."""
-
-    def __init__(self, cls, message: str, namespace: str):
-        self._cls, self._message, self._namespace = cls, message, namespace
-
-    def docs_iter(self):
-        raise DocsUnavailableError(self._message)
-
-    def docs_store(self, field="doc_id"):
-        raise DocsUnavailableError(self._message)
-
-    def docs_count(self):
-        return None
-
-    def docs_cls(self):
-        return self._cls
-
-    def docs_namespace(self):
-        return self._namespace
-
-    def docs_lang(self):
-        return "en"
-
-
-class ConversationSource:
-    """Dataset constituent that lets :func:`conversations` build frames from any dataset built here."""
-
-    def __init__(self, rows: Callable[[], List[dict]]):
-        self._rows = rows
-
-    def disco_conversation_rows(self) -> List[dict]:
-        return self._rows()
-
-
-class Turn(NamedTuple):
-    """Parsed turn shared by the query records and the conversation frames."""
-    qid: str
-    conversation_id: str
-    turn: int
-    query: str
-    history: tuple  # of (role, text)
-    extra: dict     # dataset-specific columns: rewrites, response, ptkb, ...
-
-
-def history_dicts(history) -> List[dict]:
-    return [{"role": role, "text": text} for role, text in history]
-
-
-def check_utterance(value, where: str) -> Optional[str]:
-    """The utterance as str, or None (with a warning naming ``where``) when the turn is malformed."""
-    if not isinstance(value, str):
-        warnings.warn(f"skipping malformed turn {where}: missing or non-text utterance ({value!r})", stacklevel=3)
-        return None
-    if not value.strip():
-        warnings.warn(f"turn {where} has an empty utterance; kept (its history still carries context)", stacklevel=3)
-    return value
-
-
-def binary_qrels(pairs: Iterable) -> Iterator[TrecQrel]:
-    seen = set()
-    for qid, docno in pairs:
-        if (qid, docno) not in seen:
-            seen.add((qid, docno))
-            yield TrecQrel(qid, docno, 1, "0")
-
-
-def context_history(context) -> tuple:
-    """History from a QReCC/TopiOCQA ``Context`` list: ``[q1, a1, q2, a2, ...]`` alternates user and system."""
-    return tuple(("user" if i % 2 == 0 else "system", str(text)) for i, text in enumerate(context or ()))
-
-
-def qa_turns(records, label: str, extra) -> List[Turn]:
-    """Turns of a TopiOCQA/QReCC-style file (``Conversation_no``, ``Turn_no``, ``Question``, ``Context``);
-    ``extra(record)`` gives the dataset's other fields. Malformed turns are skipped with a warning."""
-    turns = []
-    for t in records:
-        qid = f"{t.get('Conversation_no')}_{t.get('Turn_no')}"
-        question = check_utterance(t.get("Question"), f"{qid} ({label})")
-        if question is None:
-            continue
-        history = context_history(t.get("Context"))
-        turns.append(Turn(qid, str(t.get("Conversation_no")), len(history) // 2, question, history, extra(t)))
-    return turns

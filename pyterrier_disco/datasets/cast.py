@@ -1,25 +1,71 @@
-"""TREC CAsT: frames for ir_datasets' built-in ``trec-cast/v1/2020`` and the ``trec-cast/v3/2022`` registration."""
+"""TREC CAsT registrations: ``trec-cast/v2/2021`` and ``trec-cast/v3/2022`` (official topics with manual
+rewrites, official qrels; the collections are not built here) and their ``/topic-passages`` variants (see
+:mod:`.topic_passages`). ir_datasets' built-in CAsT 2019/2020 ids are in :mod:`.cast_builtin`."""
 from typing import List
 
-from ir_datasets.datasets.base import Dataset
-from ir_datasets.datasets.trec_cast import QRELS_DEFS, Cast2022Query, CastPassageDoc
+from ir_datasets.datasets.trec_cast import QRELS_DEFS, Cast2021Query, Cast2022Query, CastPassageDoc
 from ir_datasets.formats import TrecQrels
 
-from ._files import (ConversationSource, ListQueries, OfficialFile, Turn, UnavailableDocs, check_utterance,
-                     history_dicts)
+from . import topic_passages
+from ._files import OfficialFile
+from ._handlers import UnavailableDocs
+from ._turns import Turn, check_utterance, exchange_turns, turn_dataset
 
 NAME = "trec-cast"
-_URL_2022 = "https://raw.githubusercontent.com/daltonj/treccastweb/master/2022/"
-TOPICS_2022 = OfficialFile(NAME, "2022_evaluation_topics_flattened_duplicated_v1.0.json",
-                           [_URL_2022 + "2022_evaluation_topics_flattened_duplicated_v1.0.json"])
-QRELS_2022 = OfficialFile(NAME, "cast2022.qrel", [_URL_2022 + "cast2022.qrel"])
+TOPICS_2021 = OfficialFile(NAME, "2021_manual_evaluation_topics_v1.0.json")
+QRELS_2021 = OfficialFile(NAME, "trec-cast-qrels-docs.2021.qrel")
+TOPICS_2022 = OfficialFile(NAME, "2022_evaluation_topics_flattened_duplicated_v1.0.json")
+QRELS_2022 = OfficialFile(NAME, "cast2022.qrel")
+COLUMNS_2021 = ("human_rewrite", "automatic_rewrite", "response", "canonical_result_id", "canonical_passage_id")
+COLUMNS_2022 = ("human_rewrite", "response")
 
-DOCS_2022_MESSAGE = (
-    "The TREC CAsT 2022 passage collection (MS MARCO v2 documents, KILT and Washington Post v4, split into ~106M "
-    "passages with the official offsets, duplicates removed) is not available offline, and ir_datasets 0.6.3 does "
-    "not build it (its trec-cast v3 docs are disabled). Build it with the official tools "
-    "(https://github.com/daltonj/treccastweb#year-4-trec-2022, https://github.com/grill-lab/trec-cast-tools) and "
-    "index it yourself; the queries, qrels and conversation frames of trec-cast/v3/2022 work without it.")
+
+def _unavailable(year: str, what: str, version: str) -> str:
+    return (f"The TREC CAsT {year} passage collection ({what}) is not available offline, and ir_datasets 0.6.3 "
+            f"does not build it (its trec-cast {version} docs are disabled). Build it with the official tools "
+            f"(https://github.com/daltonj/treccastweb, https://github.com/grill-lab/trec-cast-tools) and index it "
+            f"yourself; the queries, qrels and conversation frames work without it, and the "
+            f"/topic-passages variant holds the passages of the topic file as a small corpus.")
+
+
+DOCS_2021_MESSAGE = _unavailable("2021", "MS MARCO v1 documents, KILT and Washington Post v4, split into passages "
+                                 "with the official offsets", "v2")
+DOCS_2022_MESSAGE = _unavailable("2022", "MS MARCO v2 documents, KILT and Washington Post v4, split into ~106M "
+                                 "passages with the official offsets, duplicates removed", "v3")
+
+
+def load_turns_2021() -> List[Turn]:
+    """Turns of the CAsT 2021 manual topics. The system side of the history is each earlier turn's canonical
+    response passage (``passage``), as the track defines it; its docno is ``<canonical_result_id>-<passage_id>``,
+    the passage id of the CAsT 2021 collection."""
+    turns = []
+    for topic in TOPICS_2021.load_json():
+        number = str(topic["number"])
+        turns += exchange_turns(number, topic.get("turn", []), "CAsT 2021",
+                                lambda i, t, number=number: f"{number}_{t.get('number')}", "raw_utterance",
+                                "passage", _extra_2021)
+    return turns
+
+
+def _extra_2021(t: dict) -> dict:
+    result = t.get("canonical_result_id") or ""
+    return {"human_rewrite": t.get("manual_rewritten_utterance") or "",
+            "automatic_rewrite": t.get("automatic_rewritten_utterance") or "", "response": t.get("passage") or "",
+            "canonical_result_id": result,
+            "canonical_passage_id": f"{result}-{t['passage_id']}" if result and "passage_id" in t else ""}
+
+
+def _query_2021(t: Turn) -> Cast2021Query:
+    x = t.extra
+    return Cast2021Query(t.qid, t.query, x["automatic_rewrite"], x["human_rewrite"], x["canonical_result_id"],
+                         int(t.conversation_id), int(t.qid.rsplit("_", 1)[1]))
+
+
+def _canonical_passage(t: Turn):
+    x = t.extra
+    if x["canonical_passage_id"] and x["response"].strip():
+        return [topic_passages.TopicPassage(x["canonical_passage_id"], x["response"].strip(), "canonical passage")]
+    return []
 
 
 def load_turns_2022() -> List[Turn]:
@@ -69,11 +115,10 @@ def load_turns_2022() -> List[Turn]:
     return turns
 
 
-def _queries_2022():
-    for t in load_turns_2022():
-        x = t.extra
-        yield Cast2022Query(t.qid, x["parent_id"], x["participant"], t.query, x["human_rewrite"], x["response"],
-                            list(x["provenance"]), int(t.conversation_id), _turn_number(t))
+def _query_2022(t: Turn) -> Cast2022Query:
+    x = t.extra
+    return Cast2022Query(t.qid, x["parent_id"], x["participant"], t.query, x["human_rewrite"], x["response"],
+                         list(x["provenance"]), int(t.conversation_id), _turn_number(t))
 
 
 def _turn_number(turn) -> int:
@@ -82,33 +127,23 @@ def _turn_number(turn) -> int:
     return int(number) if number.isdigit() else turn.turn + 1
 
 
-def rows_2022() -> List[dict]:
-    return [{"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
-             "history": history_dicts(t.history), "human_rewrite": t.extra["human_rewrite"],
-             "response": t.extra["response"]} for t in load_turns_2022()]
-
-
-def rows_2020(dataset) -> List[dict]:
-    """Frame rows of ir_datasets' built-in ``trec-cast/v1/2020`` (no system responses in CAsT 2020)."""
-    out, history, topic = [], [], None
-    for q in dataset.queries_iter():
-        if q.topic_number != topic:
-            topic, history = q.topic_number, []
-        utterance = check_utterance(q.raw_utterance, f"{q.query_id} (CAsT 2020)")
-        if utterance is None:
-            continue
-        out.append({"qid": q.query_id, "conversation_id": str(q.topic_number), "turn": len(history),
-                    "query": utterance, "history": history_dicts(history),
-                    "human_rewrite": q.manual_rewritten_utterance or "",
-                    "automatic_rewrite": q.automatic_rewritten_utterance or ""})
-        history = history + [("user", utterance)]
-    return out
-
-
 def datasets() -> dict:
-    return {f"{NAME}/v3/2022": Dataset(
-        UnavailableDocs(CastPassageDoc, DOCS_2022_MESSAGE, NAME),
-        ListQueries(Cast2022Query, _queries_2022, NAME),
-        TrecQrels(QRELS_2022, QRELS_DEFS),
-        ConversationSource(rows_2022),
-    )}
+    out = {
+        f"{NAME}/v2/2021": turn_dataset(load_turns_2021, _query_2021, Cast2021Query,
+                                        docs=UnavailableDocs(CastPassageDoc, DOCS_2021_MESSAGE, NAME),
+                                        qrels=TrecQrels(QRELS_2021, QRELS_DEFS), columns=COLUMNS_2021,
+                                        corpus=f"{NAME}/v2", namespace=NAME),
+        f"{NAME}/v3/2022": turn_dataset(load_turns_2022, _query_2022, Cast2022Query,
+                                        docs=UnavailableDocs(CastPassageDoc, DOCS_2022_MESSAGE, NAME),
+                                        qrels=TrecQrels(QRELS_2022, QRELS_DEFS), columns=COLUMNS_2022,
+                                        corpus=f"{NAME}/v3", namespace=NAME),
+    }
+    out.update(topic_passages.variant(f"{NAME}/v2/2021", load_turns_2021, _query_2021, Cast2021Query,
+                                      passages=_canonical_passage,
+                                      positives=lambda t: [t.extra["canonical_passage_id"]],
+                                      columns=COLUMNS_2021, namespace=NAME))
+    out.update(topic_passages.variant(f"{NAME}/v3/2022", load_turns_2022, _query_2022, Cast2022Query,
+                                      passages=topic_passages.response_passage,
+                                      positives=lambda t: [f"{t.qid}:response"], columns=COLUMNS_2022,
+                                      namespace=NAME))
+    return out

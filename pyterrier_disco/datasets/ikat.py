@@ -1,16 +1,24 @@
-"""TREC iKAT 2023 (``ikat/2023/train``, ``ikat/2023/test``): official topics, provenance passages, provenance qrels."""
+"""TREC iKAT: ``ikat/2023/train``, ``ikat/2023/test`` (official topics, provenance passages, provenance qrels),
+``ikat/2024/test`` (official topics and provenance qrels; its ClueWeb22-B collection is not built here) and
+their ``/topic-passages`` variants (see :mod:`.topic_passages`)."""
 import json
 import warnings
 from typing import List, NamedTuple, Tuple
 
-from ir_datasets.datasets.base import Dataset
-
-from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
-                     Turn, binary_qrels, check_utterance, history_dicts)
+from . import topic_passages
+from ._files import MissingOfficialFileError, OfficialFile
+from ._handlers import IterDocs, TextDoc, UnavailableDocs
+from ._turns import Turn, exchange_turns, positive_qrels, split_ids, turn_dataset
 
 NAME = "ikat"
-_BASE_URL = "https://raw.githubusercontent.com/irlabamsterdam/iKAT/main/2023/data/"
-SPLITS = ("train", "test")
+SPLITS = {"2023": ("train", "test"), "2024": ("test",)}
+COLUMNS = ("human_rewrite", "response", "ptkb")
+QRELS_DEFS = {1: "passage used to build the response (provenance)"}
+DOCS_2024_MESSAGE = (
+    "The TREC iKAT 2024 collection (ClueWeb22-B passages) is not available offline and is not built by this "
+    "package: get it under the ClueWeb22 licence (https://www.trecikat.com/data/) and index it yourself. The "
+    "queries, provenance qrels and conversation frames of ikat/2024/test work without it, and "
+    "ikat/2024/test/topic-passages holds its responses as a small corpus.")
 
 
 class IkatQuery(NamedTuple):
@@ -29,22 +37,14 @@ class IkatQuery(NamedTuple):
         return self.utterance
 
 
-class IkatPassage(NamedTuple):
-    doc_id: str
-    text: str
+IkatPassage = TextDoc
 
-    def default_text(self):
-        return self.text
-
-
-def topics_file(split: str) -> OfficialFile:
-    name = f"2023_{split}_topics.json"
-    return OfficialFile(NAME, name, [_BASE_URL + name])
+def topics_file(split: str, year: str = "2023") -> OfficialFile:
+    return OfficialFile(NAME, f"{year}_{split}_topics.json")
 
 
 def passages_file(split: str) -> OfficialFile:
-    name = f"2023_{split}_topics_psg_text.jsonl"
-    return OfficialFile(NAME, name, [_BASE_URL + name])
+    return OfficialFile(NAME, f"2023_{split}_topics_psg_text.jsonl")
 
 
 def _ptkb(topic: dict) -> Tuple[str, ...]:
@@ -56,43 +56,48 @@ def _ptkb(topic: dict) -> Tuple[str, ...]:
     return tuple(ptkb)
 
 
-def load_turns(split: str) -> List[Turn]:
+def load_turns(split: str, year: str = "2023") -> List[Turn]:
     turns = []
-    for topic in topics_file(split).load_json():
-        number, ptkb = str(topic["number"]), _ptkb(topic)
-        history = []
-        for i, t in enumerate(topic.get("turns", [])):
-            qid = f"{number}_{t.get('turn_id', i + 1)}"
-            utterance = check_utterance(t.get("utterance"), f"{qid} (iKAT 2023 {split})")
-            if utterance is None:
-                continue
-            response = t.get("response") or ""
-            extra = {"human_rewrite": t.get("resolved_utterance") or "", "response": response, "ptkb": list(ptkb),
-                     "ptkb_provenance": tuple(t.get("ptkb_provenance") or ()),
-                     "response_provenance": tuple(t.get("response_provenance") or ()),
-                     "title": topic.get("title", "")}
-            turns.append(Turn(qid, number, len(history) // 2, utterance, tuple(history), extra))
-            history += [("user", utterance), ("system", response)]
+    for topic in topics_file(split, year).load_json():
+        number, ptkb = str(topic["number"]), list(_ptkb(topic))
+
+        def extra(t, topic=topic, ptkb=ptkb):
+            return {"human_rewrite": t.get("resolved_utterance") or "", "response": t.get("response") or "",
+                    "ptkb": ptkb, "ptkb_provenance": tuple(t.get("ptkb_provenance") or ()),
+                    "response_provenance": tuple(t.get("response_provenance") or ()), "title": topic.get("title", "")}
+        turns += exchange_turns(number, topic.get("turns", []), f"iKAT {year} {split}",
+                                lambda i, t, number=number: f"{number}_{t.get('turn_id', i + 1)}",
+                                "utterance", "response", extra)
     return turns
 
 
-def _queries(split):
-    for t in load_turns(split):
-        x = t.extra
-        yield IkatQuery(t.qid, t.query, x["human_rewrite"], x["response"], tuple(x["ptkb"]), x["ptkb_provenance"],
-                        x["response_provenance"], t.conversation_id, int(t.qid.rsplit("_", 1)[1]), x["title"])
+def _query(t: Turn) -> IkatQuery:
+    x = t.extra
+    return IkatQuery(t.qid, t.query, x["human_rewrite"], x["response"], tuple(x["ptkb"]), x["ptkb_provenance"],
+                     x["response_provenance"], t.conversation_id, int(t.qid.rsplit("_", 1)[1]), x["title"])
 
 
-def _qrels(split):
-    return binary_qrels((t.qid, docno) for t in load_turns(split) for docno in t.extra["response_provenance"])
+def _provenance(t: Turn):
+    return t.extra["response_provenance"]
 
 
-def _passages():
-    """Passages of both splits (docno ``<doc_id>:<passage_id>``): the train and test qrels point into one shared
-    collection. A split whose passage file cannot be found (or downloaded) is left out with a warning naming the
-    file; with neither file, a MissingOfficialFileError."""
+def read_passages(files) -> List[IkatPassage]:
+    """Passages of iKAT ``_psg_text.jsonl`` files (docno ``<doc_id>:<passage_id>``), first occurrence kept."""
+    seen = {}
+    for f in files:
+        for line in f.lines():
+            rec = json.loads(line)
+            docno = f"{rec['doc_id']}:{rec['passage_id']}"
+            seen.setdefault(docno, IkatPassage(docno, rec["passage_text"].strip()))
+    return list(seen.values())
+
+
+def _passages() -> List[IkatPassage]:
+    """Passages of both 2023 splits: the train and test qrels point into one shared collection. A split whose
+    passage file cannot be found (or downloaded) is left out with a warning naming the file; with neither file,
+    a MissingOfficialFileError."""
     files, errors = [], []
-    for f in (passages_file(s) for s in SPLITS):
+    for f in (passages_file(s) for s in SPLITS["2023"]):
         try:
             f.path()
             files.append(f)
@@ -103,34 +108,34 @@ def _passages():
                                        "provenance passages; " + "; ".join(map(str, errors)))
     for e in errors:
         warnings.warn(f"iKAT 2023 documents: only part of the collection is available ({e})")
-    seen = set()
-    for f in files:
-        with f.stream() as lines:
-            for line in lines:
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                docno = f"{rec['doc_id']}:{rec['passage_id']}"
-                if docno not in seen:
-                    seen.add(docno)
-                    yield IkatPassage(docno, rec["passage_text"].strip())
+    return read_passages(files)
 
 
-def rows(split: str) -> List[dict]:
-    out = []
-    for t in load_turns(split):
-        x = t.extra
-        out.append({"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
-                    "history": history_dicts(t.history), "human_rewrite": x["human_rewrite"],
-                    "response": x["response"], "ptkb": x["ptkb"]})
-    return out
+def _variant(year: str, split: str) -> dict:
+    def turns():
+        return load_turns(split, year)
+
+    def positives(t):
+        return [f"{t.qid}:response", *_provenance(t)] if year == "2023" else [f"{t.qid}:response"]
+
+    extra = (lambda: read_passages([passages_file(split)])) if year == "2023" else None
+    return topic_passages.variant(f"{NAME}/{year}/{split}", turns, _query, IkatQuery,
+                                  passages=topic_passages.response_passage, positives=positives, columns=COLUMNS,
+                                  namespace=NAME, extra_docs=extra)
 
 
 def datasets() -> dict:
-    docs = IterDocs(IkatPassage, _passages, NAME, in_memory=True)
-    return {f"{NAME}/2023/{split}": Dataset(
-        docs,
-        ListQueries(IkatQuery, lambda split=split: _queries(split), NAME),
-        ListQrels(lambda split=split: _qrels(split), {1: "passage used to build the response (provenance)"}),
-        ConversationSource(lambda split=split: rows(split)),
-    ) for split in SPLITS}
+    docs = {"2023": IterDocs(IkatPassage, _passages, NAME, in_memory=True),
+            "2024": UnavailableDocs(IkatPassage, DOCS_2024_MESSAGE, NAME)}
+    out = {}
+    for year, splits in SPLITS.items():
+        def build(split, year=year):
+            def turns():
+                return load_turns(split, year)
+            return turn_dataset(turns, _query, IkatQuery, docs=docs[year],
+                                qrels=positive_qrels(turns, _provenance, QRELS_DEFS), columns=COLUMNS,
+                                corpus=f"{NAME}/{year}", namespace=NAME)
+        out.update(split_ids(f"{NAME}/{year}", splits, build))
+        for split in splits:
+            out.update(_variant(year, split))
+    return out

@@ -5,8 +5,8 @@ from typing import List, NamedTuple, Optional, Tuple
 
 from ir_datasets.datasets.base import Dataset
 
-from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, Turn, binary_qrels, check_utterance,
-                     history_dicts)
+from ._handlers import IterDocs
+from ._turns import Turn, exchange_turns, frame_rows, positive_qrels, split_ids, turn_dataset
 
 NAME = "disco-mini"
 SPLITS = ("train", "test")
@@ -70,40 +70,32 @@ def load(folder: Optional[Path] = None) -> Tuple[List[MiniPassage], dict]:
 def load_turns(split: str, folder: Optional[Path] = None) -> List[Turn]:
     turns = []
     for c in load(folder)[1][split]:
-        cid, history = str(c["conversation_id"]), []
-        for i, t in enumerate(c.get("turns", [])):
-            qid = f"{cid}_{i + 1}"
-            utterance = check_utterance(t.get("utterance"), f"{qid} (disco-mini)")
-            if utterance is None:
-                continue
-            response = t.get("response") or ""
-            extra = {"human_rewrite": t.get("rewrite") or "", "response": response,
-                     "relevant": tuple(str(d) for d in t.get("relevant") or ())}
-            turns.append(Turn(qid, cid, len(history) // 2, utterance, tuple(history), extra))
-            history += [("user", utterance), ("system", response)]
+        cid = str(c["conversation_id"])
+        turns += exchange_turns(cid, c.get("turns", []), "disco-mini", lambda i, t, cid=cid: f"{cid}_{i + 1}",
+                                "utterance", "response", lambda t: {
+                                    "human_rewrite": t.get("rewrite") or "", "response": t.get("response") or "",
+                                    "relevant": tuple(str(d) for d in t.get("relevant") or ())})
     return turns
 
 
 def rows(split: str, folder: Optional[Path] = None) -> List[dict]:
-    return [{"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
-             "history": history_dicts(t.history), "human_rewrite": t.extra["human_rewrite"],
-             "response": t.extra["response"]} for t in load_turns(split, folder)]
+    return frame_rows(load_turns(split, folder))
+
+
+def _query(t: Turn) -> MiniQuery:
+    return MiniQuery(t.qid, t.query, t.extra["human_rewrite"], t.extra["response"], t.conversation_id, t.turn)
 
 
 def build(split: str, folder: Optional[Path] = None) -> Dataset:
     """The ir_datasets Dataset of one split; ``folder`` (default: the package data) holds the ``part*.json`` files."""
-    def queries():
-        for t in load_turns(split, folder):
-            yield MiniQuery(t.qid, t.query, t.extra["human_rewrite"], t.extra["response"], t.conversation_id, t.turn)
+    def turns():
+        return load_turns(split, folder)
 
-    return Dataset(
-        IterDocs(MiniPassage, lambda: load(folder)[0], NAME, in_memory=True),
-        ListQueries(MiniQuery, queries, NAME),
-        ListQrels(lambda: binary_qrels((t.qid, d) for t in load_turns(split, folder) for d in t.extra["relevant"]),
-                  {1: "relevant"}),
-        ConversationSource(lambda: rows(split, folder)),
-    )
+    docs = IterDocs(MiniPassage, lambda: load(folder)[0], NAME, in_memory=True)
+    return turn_dataset(turns, _query, MiniQuery, docs=docs,
+                        qrels=positive_qrels(turns, lambda t: t.extra["relevant"], {1: "relevant"}),
+                        columns=("human_rewrite", "response"), corpus=NAME, namespace=NAME)
 
 
 def datasets() -> dict:
-    return {f"{NAME}/{split}": build(split) for split in SPLITS}
+    return split_ids(NAME, SPLITS, build)

@@ -4,17 +4,15 @@ import json
 import zipfile
 from typing import List, NamedTuple
 
-from ir_datasets.datasets.base import Dataset
-
-from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
-                     Turn, ZipMemberFile, binary_qrels, history_dicts, qa_turns)
+from ._files import MissingOfficialFileError, OfficialFile, ZipMemberFile
+from ._handlers import IterDocs, ListQrels, TextDoc
+from ._turns import Turn, binary_qrels, qa_turns, split_ids, turn_dataset
 
 NAME = "qrecc"
 SPLITS = ("train", "test")
-ARCHIVE = OfficialFile(NAME, "qrecc_data.zip", ["https://github.com/apple/ml-qrecc/raw/main/dataset/qrecc_data.zip"])
+ARCHIVE = OfficialFile(NAME, "qrecc_data.zip")
 # SCAI-QReCC 2021 release of the passage collection (jsonl members with "id" and "contents")
-PASSAGES = OfficialFile(NAME, "passages.zip", ["https://zenodo.org/record/4772532/files/passages.zip?download=1"])
-PASSAGES_COUNT = None  # ~54M; exact count not verified offline
+PASSAGES = OfficialFile(NAME, "passages.zip")
 
 
 class QreccQuery(NamedTuple):
@@ -32,13 +30,7 @@ class QreccQuery(NamedTuple):
         return self.question
 
 
-class QreccDoc(NamedTuple):
-    doc_id: str
-    text: str
-
-    def default_text(self):
-        return self.text
-
+QreccDoc = TextDoc
 
 def topics_file(split: str) -> ZipMemberFile:
     return ZipMemberFile(ARCHIVE, f"qrecc_{split}.json")
@@ -54,12 +46,11 @@ def load_turns(split: str) -> List[Turn]:
     return qa_turns(topics_file(split).load_json(), f"QReCC {split}", _extra)
 
 
-def _queries(split):
-    for t in load_turns(split):
-        x = t.extra
-        conv, turn_no = t.qid.split("_")
-        yield QreccQuery(t.qid, t.query, x["human_rewrite"], x["response"], x["answer_url"], x["source"],
-                         int(conv), int(turn_no), x["truth"] or ())
+def _query(t: Turn) -> QreccQuery:
+    x = t.extra
+    conv, turn_no = t.qid.split("_")
+    return QreccQuery(t.qid, t.query, x["human_rewrite"], x["response"], x["answer_url"], x["source"],
+                      int(conv), int(turn_no), x["truth"] or ())
 
 
 def _qrels(split):
@@ -82,17 +73,9 @@ def _passages():
                         yield QreccDoc(str(rec["id"]), rec.get("contents", ""))
 
 
-def rows(split: str) -> List[dict]:
-    return [{"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
-             "history": history_dicts(t.history), "human_rewrite": t.extra["human_rewrite"],
-             "response": t.extra["response"]} for t in load_turns(split)]
-
-
 def datasets() -> dict:
-    docs = IterDocs(QreccDoc, _passages, NAME, count=PASSAGES_COUNT)
-    return {f"{NAME}/{split}": Dataset(
-        docs,
-        ListQueries(QreccQuery, lambda split=split: _queries(split), NAME),
-        ListQrels(lambda split=split: _qrels(split), {1: "passage annotated as holding the answer"}),
-        ConversationSource(lambda split=split: rows(split)),
-    ) for split in SPLITS}
+    docs = IterDocs(QreccDoc, _passages, NAME)  # ~54M passages; no exact count offline
+    return split_ids(NAME, SPLITS, lambda split: turn_dataset(
+        lambda: load_turns(split), _query, QreccQuery, docs=docs,
+        qrels=ListQrels(lambda: _qrels(split), {1: "passage annotated as holding the answer"}),
+        columns=("human_rewrite", "response"), corpus=NAME, namespace=NAME))

@@ -4,21 +4,12 @@ import io
 import sys
 from typing import List, NamedTuple
 
-from ir_datasets.datasets.base import Dataset
-
-from ._files import (ConversationSource, IterDocs, ListQrels, ListQueries, MissingOfficialFileError, OfficialFile,
-                     Turn, ZipMemberFile, binary_qrels, history_dicts, qa_turns)
+from ._files import MissingOfficialFileError, OfficialFile, ZipMemberFile
+from ._handlers import IterDocs, ListQrels
+from ._turns import Turn, binary_qrels, qa_turns, split_ids, turn_dataset
 
 NAME = "topiocqa"
 SPLITS = ("train", "dev")
-# the dataset JSON ships in the repository's topiocqa.zip; the segments are the ones the DiSCo reference
-# downloads (SimonLupart/disco-conv-splade setup_script/dl_topiocqa.sh), with the TopiOCQA S3 copy as fallback
-ARCHIVE = OfficialFile(NAME, "topiocqa.zip", ["https://github.com/McGill-NLP/topiocqa/raw/main/topiocqa.zip"])
-SEGMENTS = OfficialFile(NAME, "full_wiki_segments.tsv", [
-    "https://zenodo.org/records/6149599/files/data/wikipedia_split/full_wiki_segments.tsv?download=1",
-    "https://topiocqa.s3.us-east-2.amazonaws.com/data/wikipedia_split/full_wiki_segments.tsv",
-])
-SEGMENTS_COUNT = None  # ~25.7M; exact count not verified offline
 
 
 class TopiocqaQuery(NamedTuple):
@@ -47,6 +38,12 @@ class TopiocqaDoc(NamedTuple):
         return f"{self.title}. {self.text}"
 
 
+# the dataset JSON ships in the repository's topiocqa.zip; the segments are the ones the DiSCo reference
+# downloads (SimonLupart/disco-conv-splade setup_script/dl_topiocqa.sh), with the TopiOCQA S3 copy as fallback
+ARCHIVE = OfficialFile(NAME, "topiocqa.zip")
+SEGMENTS = OfficialFile(NAME, "full_wiki_segments.tsv")
+
+
 def topics_file(split: str) -> ZipMemberFile:
     return ZipMemberFile(ARCHIVE, f"topiocqa_{split}.json")
 
@@ -71,12 +68,11 @@ def load_turns(split: str) -> List[Turn]:
     return qa_turns(topics_file(split).load_json(), f"TopiOCQA {split}", _extra)
 
 
-def _queries(split):
-    for t in load_turns(split):
-        x = t.extra
-        conv, turn_no = t.qid.split("_")
-        yield TopiocqaQuery(t.qid, t.query, x["response"], x.get("human_rewrite", ""), x["topic"],
-                            x["topic_section"], x["is_nq"], int(conv), int(turn_no), x["gold"])
+def _query(t: Turn) -> TopiocqaQuery:
+    x = t.extra
+    conv, turn_no = t.qid.split("_")
+    return TopiocqaQuery(t.qid, t.query, x["response"], x.get("human_rewrite", ""), x["topic"],
+                         x["topic_section"], x["is_nq"], int(conv), int(turn_no), x["gold"])
 
 
 def _qrels(split):
@@ -99,22 +95,9 @@ def _segments():
             yield TopiocqaDoc(row[0], row[1], row[2] if len(row) > 2 else "")
 
 
-def rows(split: str) -> List[dict]:
-    out = []
-    for t in load_turns(split):
-        row = {"qid": t.qid, "conversation_id": t.conversation_id, "turn": t.turn, "query": t.query,
-               "history": history_dicts(t.history), "response": t.extra["response"]}
-        if "human_rewrite" in t.extra:
-            row["human_rewrite"] = t.extra["human_rewrite"]
-        out.append(row)
-    return out
-
-
 def datasets() -> dict:
-    docs = IterDocs(TopiocqaDoc, _segments, NAME, count=SEGMENTS_COUNT)
-    return {f"{NAME}/{split}": Dataset(
-        docs,
-        ListQueries(TopiocqaQuery, lambda split=split: _queries(split), NAME),
-        ListQrels(lambda split=split: _qrels(split), {1: "gold passage"}),
-        ConversationSource(lambda split=split: rows(split)),
-    ) for split in SPLITS}
+    docs = IterDocs(TopiocqaDoc, _segments, NAME)  # ~25.7M segments; no exact count offline
+    return split_ids(NAME, SPLITS, lambda split: turn_dataset(
+        lambda: load_turns(split), _query, TopiocqaQuery, docs=docs,
+        qrels=ListQrels(lambda: _qrels(split), {1: "gold passage"}), columns=("human_rewrite", "response"),
+        corpus=NAME, namespace=NAME))

@@ -92,12 +92,12 @@ def test_format_frame_and_bad_input():
         ConversationFormatter(max_length=-1)
 
 
-def test_formats_a_real_frame(shared_data, tmp_path, monkeypatch):
+def test_formats_a_real_frame(ikat_data, tmp_path, monkeypatch):
     import shutil
     from pyterrier_disco.datasets import conversations
     (tmp_path / "ikat").mkdir()
     for name in ["2023_train_topics.json", "2023_train_topics_psg_text.jsonl"]:
-        shutil.copy(shared_data / "ikat/2023" / name, tmp_path / "ikat" / name)
+        shutil.copy(ikat_data / name, tmp_path / "ikat" / name)
     monkeypatch.setenv("IR_DATASETS_HOME", str(tmp_path))
     monkeypatch.setenv("DISCO_OFFLINE", "1")
     df = conversations("ikat/2023/train")

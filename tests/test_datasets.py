@@ -1,7 +1,7 @@
-"""Conversational datasets: registration, official-file lookup, conversation frames (real data where we have it)."""
+"""Conversational datasets: registration, official-file lookup, conversation frames, on the real slices in
+tests/fixtures (see test_dataset_items.py for counts and items on the full files)."""
 import json
 import os
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -17,23 +17,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch, shared_data):
-    """A fresh IR_DATASETS_HOME holding the shared real files under the names the loaders expect."""
-    root = tmp_path / "irds"
-    layout = {
-        "ikat": ["ikat/2023/2023_train_topics.json", "ikat/2023/2023_train_topics_psg_text.jsonl"],
-        "trec-cast": ["trec-cast/2022/2022_evaluation_topics_flattened_duplicated_v1.0.json",
-                      "trec-cast/2022/cast2022.qrel"],
-        "topiocqa": ["topiocqa/topiocqa_dev.json"],
-    }
-    for folder, files in layout.items():
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copy(shared_data / f, root / folder / Path(f).name)
-    monkeypatch.setenv("IR_DATASETS_HOME", str(root))
-    monkeypatch.setenv("DISCO_OFFLINE", "1")
+def home(irds_home):
+    """A fresh IR_DATASETS_HOME holding the committed slices of the official files (tests/fixtures)."""
+    root = irds_home("fixtures")
     dd.register()
     return root
+
+
+def _raw(home, path):
+    return json.loads((home / path).read_text())
 
 
 def _history_texts(h):
@@ -48,10 +40,10 @@ def test_register_is_idempotent_and_registers_every_id():
     assert "trec-cast/v1/2020" in registered  # built-in, left alone
 
 
-def test_ikat_train_frame_queries_qrels_match_the_official_file(home, shared_data):
-    raw = json.loads((shared_data / "ikat/2023/2023_train_topics.json").read_text())
+def test_ikat_train_frame_queries_qrels_match_the_official_file(home):
+    raw = _raw(home, "ikat/2023_train_topics.json")
     df = conversations("ikat/2023/train")
-    assert len(df) == sum(len(t["turns"]) for t in raw) == 95
+    assert len(df) == sum(len(t["turns"]) for t in raw)
     assert list(df.columns[:5]) == ["qid", "conversation_id", "turn", "query", "history"]
     by_qid = df.set_index("qid")
     for topic in raw:
@@ -66,7 +58,7 @@ def test_ikat_train_frame_queries_qrels_match_the_official_file(home, shared_dat
     expected_qrels = {(f"{t['number']}_{u['turn_id']}", p) for t in raw for u in t["turns"]
                       for p in u["response_provenance"]}
     qrels = {(q.query_id, q.doc_id) for q in ir_datasets.load("ikat/2023/train").qrels_iter()}
-    assert qrels == expected_qrels and len(qrels) > 50
+    assert qrels == expected_qrels and len(qrels) > 40
     assert {q for q, _ in qrels} <= set(df["qid"])
     # the same dataset through PyTerrier, and the split / irds: conveniences
     ptds = pt.get_dataset("irds:ikat/2023/train")
@@ -75,19 +67,20 @@ def test_ikat_train_frame_queries_qrels_match_the_official_file(home, shared_dat
     pd.testing.assert_frame_equal(conversations(ptds), df)
     pd.testing.assert_frame_equal(conversations("ikat/2023", split="train"), df)
     pd.testing.assert_frame_equal(conversations("irds:ikat/2023/train"), df)
+    assert set(df["dataset"]) == {"ikat/2023/train"}
 
 
-def test_ikat_docs_are_the_union_of_the_passage_files_present(home, shared_data):
+def test_ikat_docs_are_the_union_of_the_passage_files_present(home):
     ds = ir_datasets.load("ikat/2023/train")
+    train_file = home / "ikat/2023_train_topics_psg_text.jsonl"
     with pytest.warns(UserWarning, match="2023_test_topics_psg_text.jsonl") as w:
         only_train = {d.doc_id for d in ds.docs_iter()}
     assert str(home / "ikat") in str(w[0].message)
-    assert len(only_train) == 194
+    assert len(only_train) == len(train_file.read_text().splitlines())
     extra = [{"doc_id": "clueweb22-en0000-00-00000", "passage_id": "7", "passage_text": " A test passage. "},
              # a passage shared with the train file must appear once
-             json.loads((shared_data / "ikat/2023/2023_train_topics_psg_text.jsonl").read_text().splitlines()[0])]
+             json.loads(train_file.read_text().splitlines()[0])]
     (home / "ikat" / "2023_test_topics_psg_text.jsonl").write_text("\n".join(json.dumps(r) for r in extra) + "\n")
-    train_file = shared_data / "ikat/2023/2023_train_topics_psg_text.jsonl"
     train_lines = [json.loads(x) for x in train_file.read_text().splitlines() if x.strip()]
     expected = {f"{r['doc_id']}:{r['passage_id']}" for r in train_lines + extra}
     docs = list(ds.docs_iter())
@@ -103,7 +96,7 @@ def test_ikat_test_split_gives_a_clear_missing_file_error(home):
         conversations("ikat/2023/test")
     msg = str(e.value)
     assert "2023_test_topics.json" in msg and str(home / "ikat") in msg and "irlabamsterdam/iKAT" in msg
-    assert sorted(os.listdir(home / "ikat")) == ["2023_train_topics.json", "2023_train_topics_psg_text.jsonl"]
+    assert "2023_test_topics.json" not in os.listdir(home / "ikat")
 
 
 def test_missing_file_without_network_leaves_nothing_behind(home, monkeypatch):
@@ -111,7 +104,7 @@ def test_missing_file_without_network_leaves_nothing_behind(home, monkeypatch):
     with pytest.raises(MissingOfficialFileError) as e:
         list(ir_datasets.load("ikat/2023/test").queries_iter())
     assert "download failed" in str(e.value)
-    assert sorted(os.listdir(home / "ikat")) == ["2023_train_topics.json", "2023_train_topics_psg_text.jsonl"]
+    assert sorted(os.listdir(home / "ikat")) == sorted(os.listdir(FIXTURES / "ikat"))  # no partial file left
 
 
 def _first_branch_prefix(raw, qid):
@@ -121,11 +114,11 @@ def _first_branch_prefix(raw, qid):
             return topic["turn"][:ids.index(qid)]
 
 
-def test_cast2022_history_follows_the_turns_own_branch(home, shared_data):
-    raw = json.loads((shared_data / "trec-cast/2022/2022_evaluation_topics_flattened_duplicated_v1.0.json").read_text())
+def test_cast2022_history_follows_the_turns_own_branch(home):
+    raw = _raw(home, "trec-cast/2022_evaluation_topics_flattened_duplicated_v1.0.json")
     df = conversations("trec-cast/v3/2022")
     unique = {f"{t['number']}_{u['number']}" for t in raw for u in t["turn"]}
-    assert len(df) == len(unique) == df.qid.nunique() == 205
+    assert len(df) == len(unique) == df.qid.nunique()
     for row in df.itertuples():
         prefix = _first_branch_prefix(raw, row.qid)
         expected = []
@@ -161,31 +154,111 @@ def test_cast2022_tree_file_follows_parent_links(home):
     assert _history_texts(h["200_3"]) == [("user", "root question"), ("system", "root answer")]
 
 
-def test_cast2020_builtin_frame(home, shared_data):
-    # ir_datasets' built-in loader fixed its folder at import time: ask it where it looks
-    # ($IR_DATASETS_HOME/trec-cast/2020/<official name>, from its downloads.json cache_path entries)
-    builtin = ir_datasets.load("trec-cast/v1/2020")
-    for dlc, name in [(builtin.queries_handler()._dlc, "2020_manual_evaluation_topics_v1.0.json"),
-                      (builtin.qrels_handler()._qrels_dlc, "2020qrels.txt")]:
-        target = Path(dlc.path(force=False))
-        assert target.name == name and target.parent.name == "2020" and target.parent.parent.name == "trec-cast"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_data / "trec-cast/2020" / name, target)
-    raw = json.loads((shared_data / "trec-cast/2020/2020_manual_evaluation_topics_v1.0.json").read_text())
-    df = conversations("trec-cast/v1/2020")
-    assert len(df) == sum(len(t["turn"]) for t in raw) == 216
+def test_cast2020_builtin_frame(home):
+    # ir_datasets' built-in loader reads its own folder ($IR_DATASETS_HOME/trec-cast/2020/<official name> when it
+    # was imported): the irds_home fixture copied the slice there
+    raw = _raw(home, "trec-cast/2020/2020_manual_evaluation_topics_v1.0.json")
+    with pytest.warns(UserWarning, match="msmarco-passage, car/v2.0 not on disk"):
+        df = conversations("trec-cast/v1/2020")
+    assert len(df) == sum(len(t["turn"]) for t in raw)
     row = df.set_index("qid").loc[f"{raw[0]['number']}_{raw[0]['turn'][3]['number']}"]
     assert _history_texts(row["history"]) == [("user", t["raw_utterance"]) for t in raw[0]["turn"][:3]]
     assert row["automatic_rewrite"] == raw[0]["turn"][3]["automatic_rewritten_utterance"]
     assert row["human_rewrite"] == raw[0]["turn"][3]["manual_rewritten_utterance"]
+    assert not df["response_available"].any() and (df["response"] == "").all()  # said, not silent
     qrel_qids = {q.query_id for q in ir_datasets.load("trec-cast/v1/2020").qrels_iter()}
     assert qrel_qids and qrel_qids <= set(df.qid)
 
 
-def test_topiocqa_frame_and_gold_passage_qrels(home, shared_data):
-    raw = json.loads((shared_data / "topiocqa/topiocqa_dev.json").read_text())
+def test_cast2020_history_holds_the_canonical_passages_where_the_collection_has_them(home):
+    from pyterrier_disco.datasets import cast_builtin
+    raw = _raw(home, "trec-cast/2020/2020_manual_evaluation_topics_v1.0.json")
+    turns = raw[0]["turn"]
+    known = {t["manual_canonical_result_id"]: f"text of {t['manual_canonical_result_id']}" for t in turns[:2]}
+    asked = []
+
+    def lookup(docnos):  # stands in for the local msmarco-passage / car docstores: knows two of the passages
+        asked.extend(docnos)
+        return {d: known[d] for d in docnos if d in known}
+    df = pd.DataFrame(cast_builtin.rows_2020(ir_datasets.load("trec-cast/v1/2020"), lookup=lookup)).set_index("qid")
+    assert set(asked) == {t["manual_canonical_result_id"] for topic in raw for t in topic["turn"]}
+    qid = f"{raw[0]['number']}_{turns[3]['number']}"
+    assert _history_texts(df.loc[qid, "history"]) == [
+        ("user", turns[0]["raw_utterance"]), ("system", known[turns[0]["manual_canonical_result_id"]]),
+        ("user", turns[1]["raw_utterance"]), ("system", known[turns[1]["manual_canonical_result_id"]]),
+        ("user", turns[2]["raw_utterance"])]
+    assert df.loc[qid, "turn"] == 3
+    first = df.loc[f"{raw[0]['number']}_{turns[0]['number']}"]
+    assert first["response_available"] and first["response"] == known[turns[0]["manual_canonical_result_id"]]
+    assert not df.loc[qid, "response_available"] and df.loc[qid, "response"] == ""
+
+
+def test_cast2019_builtin_frame_has_the_manual_rewrites(home):
+    raw = _raw(home, "trec-cast/2019/evaluation_topics_v1.0.json")
+    rewrites = dict(line.rstrip("\r\n").split("\t") for line in
+                    (home / "trec-cast/2019/evaluation_topics_annotated_resolved_v1.0.tsv").read_text().splitlines())
+    df = conversations("trec-cast/v1/2019")
+    assert len(df) == sum(len(t["turn"]) for t in raw) == len(rewrites)
+    for topic in raw:
+        for k, turn in enumerate(topic["turn"]):
+            row = df.set_index("qid").loc[f"{topic['number']}_{turn['number']}"]
+            assert row["query"] == turn["raw_utterance"] and row["turn"] == k
+            assert row["human_rewrite"] == rewrites[f"{topic['number']}_{turn['number']}"].strip()
+            assert _history_texts(row["history"]) == [("user", t["raw_utterance"]) for t in topic["turn"][:k]]
+    (home / "trec-cast/2019/evaluation_topics_annotated_resolved_v1.0.tsv").unlink()
+    with pytest.raises(MissingOfficialFileError, match="evaluation_topics_annotated_resolved_v1.0.tsv"):
+        conversations("trec-cast/v1/2019")
+
+
+def test_cast2021_history_holds_the_canonical_passages(home):
+    raw = _raw(home, "trec-cast/2021_manual_evaluation_topics_v1.0.json")
+    df = conversations("trec-cast/v2/2021").set_index("qid")
+    assert len(df) == sum(len(t["turn"]) for t in raw)
+    for topic in raw:
+        expected = []
+        for k, turn in enumerate(topic["turn"]):
+            row = df.loc[f"{topic['number']}_{turn['number']}"]
+            assert row["query"] == turn["raw_utterance"] and row["turn"] == k
+            assert row["human_rewrite"] == turn["manual_rewritten_utterance"]
+            assert row["automatic_rewrite"] == turn["automatic_rewritten_utterance"]
+            assert row["response"] == turn["passage"]
+            assert row["canonical_passage_id"] == f"{turn['canonical_result_id']}-{turn['passage_id']}"
+            assert _history_texts(row["history"]) == expected
+            expected += [("user", turn["raw_utterance"]), ("system", turn["passage"])]
+    queries = {q.query_id: q for q in ir_datasets.load("trec-cast/v2/2021").queries_iter()}
+    first = raw[0]["turn"][0]
+    q = queries[f"{raw[0]['number']}_{first['number']}"]
+    assert (q.manual_rewritten_utterance, q.canonical_result_id) == (first["manual_rewritten_utterance"],
+                                                                      first["canonical_result_id"])
+    with pytest.raises(MissingOfficialFileError, match="trec-cast-qrels-docs.2021.qrel"):
+        list(ir_datasets.load("trec-cast/v2/2021").qrels_iter())
+    with pytest.raises(DocsUnavailableError, match="CAsT 2021"):
+        next(iter(ir_datasets.load("trec-cast/v2/2021").docs_iter()))
+
+
+def test_ikat2024_frame_and_provenance_qrels(home):
+    raw = _raw(home, "ikat/2024_test_topics.json")
+    df = conversations("ikat/2024/test").set_index("qid")
+    assert len(df) == sum(len(t["turns"]) for t in raw)
+    topic = raw[1]
+    for k, turn in enumerate(topic["turns"]):
+        row = df.loc[f"{topic['number']}_{turn['turn_id']}"]
+        assert (row["query"], row["human_rewrite"], row["response"]) == (
+            turn["utterance"], turn["resolved_utterance"], turn["response"])
+        assert row["ptkb"] == [topic["ptkb"][key] for key in sorted(topic["ptkb"], key=int)]
+        assert [x["text"] for x in row["history"]] == [x for t in topic["turns"][:k]
+                                                       for x in (t["utterance"], t["response"])]
+    qrels = {(q.query_id, q.doc_id) for q in ir_datasets.load("ikat/2024/test").qrels_iter()}
+    assert qrels == {(f"{t['number']}_{u['turn_id']}", p) for t in raw for u in t["turns"]
+                     for p in u["response_provenance"]}
+    with pytest.raises(DocsUnavailableError, match="ClueWeb22"):
+        dd.doc_lookup("ikat/2024/test")
+
+
+def test_topiocqa_frame_and_gold_passage_qrels(home):
+    raw = _raw(home, "topiocqa/topiocqa_dev.json")
     df = conversations("topiocqa/dev")
-    assert len(df) == len(raw) == 2514
+    assert len(df) == len(raw)
     row = df.set_index("qid").loc[f"{raw[5]['Conversation_no']}_{raw[5]['Turn_no']}"]
     assert [x["text"] for x in row["history"]] == raw[5]["Context"] and row["response"] == raw[5]["Answer"]
     assert [x["role"] for x in row["history"]] == ["user", "system"] * (len(raw[5]["Context"]) // 2)
@@ -200,7 +273,7 @@ def test_topiocqa_frame_and_gold_passage_qrels(home, shared_data):
 
 def test_qrecc_fixture_through_the_official_archive_layout(home):
     folder = home / "qrecc"
-    folder.mkdir()
+    folder.mkdir()  # the made-up QReCC files, as the official archives hold them
     with zipfile.ZipFile(folder / "qrecc_data.zip", "w") as zf:  # the official archive layout
         for split in ("train", "test"):
             zf.write(FIXTURES / "qrecc" / f"qrecc_{split}.json", f"qrecc_{split}.json")
@@ -263,15 +336,17 @@ def test_disco_mini_loader_split_and_qrels(tmp_path):
 def test_unknown_dataset_lists_the_known_ids():
     with pytest.raises(ValueError) as e:
         conversations("ikat/2099/train")
-    for known in ["ikat/2023/train", "trec-cast/v3/2022", "topiocqa/dev", "qrecc/test", "disco-mini/train",
-                  "trec-cast/v1/2020"]:
+    for known in ["ikat/2023/train", "ikat/2024/test", "trec-cast/v3/2022", "trec-cast/v2/2021", "topiocqa/dev",
+                  "qrecc/test", "disco-mini/train", "trec-cast/v1/2020", "trec-cast/v1/2019",
+                  "trec-cast/v3/2022/topic-passages"]:
         assert known in str(e.value)
     with pytest.raises(ValueError, match="known ids"):
         conversations(ir_datasets.load("vaswani"))
 
 
-def test_malformed_and_empty_turns(home, shared_data):
-    raw = json.loads((shared_data / "ikat/2023/2023_train_topics.json").read_text())
+def test_malformed_and_empty_turns(home):
+    raw = _raw(home, "ikat/2023_train_topics.json")
+    n_turns = sum(len(t["turns"]) for t in raw)
     t0 = raw[0]["number"]
     del raw[0]["turns"][2]["utterance"]
     raw[0]["turns"][4]["utterance"] = "  "
@@ -281,6 +356,6 @@ def test_malformed_and_empty_turns(home, shared_data):
     messages = [str(w.message) for w in record]
     assert any(f"{t0}_3" in m and "malformed" in m for m in messages)
     assert any(f"{t0}_5" in m and "empty utterance" in m for m in messages)
-    assert len(df) == 94 and f"{t0}_3" not in set(df.qid) and f"{t0}_5" in set(df.qid)
+    assert len(df) == n_turns - 1 and f"{t0}_3" not in set(df.qid) and f"{t0}_5" in set(df.qid)
     later = df.set_index("qid").loc[f"{t0}_6"]
     assert len(later["history"]) == 8  # turns 1, 2, 4, 5 with their responses; the skipped turn is gone

@@ -19,10 +19,10 @@ CONV = [{"role": "user", "text": "Tell me about the Eiffel Tower."},
         {"role": "system", "text": "The company of Gustave Eiffel designed and built it."}]
 
 
-def ikat_frame(shared_data, n_topics=None) -> pd.DataFrame:
-    """A conversation frame built directly from the official iKAT 2023 train topics file."""
+def ikat_frame(ikat_data, n_topics=None) -> pd.DataFrame:
+    """A conversation frame built directly from the official iKAT 2023 train topics file (the test slice)."""
     rows = []
-    for topic in json.loads((shared_data / "ikat/2023/2023_train_topics.json").read_text())[:n_topics]:
+    for topic in json.loads((ikat_data / "2023_train_topics.json").read_text())[:n_topics]:
         history = []
         for i, t in enumerate(topic["turns"]):
             rows.append({"qid": f"{topic['number']}_{t['turn_id']}", "conversation_id": topic["number"], "turn": i,
@@ -154,8 +154,8 @@ def smollm(gguf_model, tmp_path_factory):
                        max_new_tokens=24)
 
 
-def test_smollm_rewrites_real_turns_and_cache(smollm, shared_data):
-    frame = ikat_frame(shared_data, n_topics=1).iloc[[1, 2, 3]]
+def test_smollm_rewrites_real_turns_and_cache(smollm, ikat_data):
+    frame = ikat_frame(ikat_data, n_topics=1).iloc[[1, 2, 3]]
     out = smollm(frame)
     assert smollm.llm_calls == 3
     assert out["query_0"].tolist() == frame["query"].tolist()
@@ -198,9 +198,9 @@ def test_converted_model_matches_gguf(smollm, gguf_model):
     assert np.array_equal(cached.get_input_embeddings().weight.detach().numpy(), expected)
 
 
-def test_local_folder_model_and_long_history(smollm, shared_data):
+def test_local_folder_model_and_long_history(smollm, ikat_data):
     rewriter = LLMRewriter(smollm.load_from, cache=False, max_prompt_tokens=300)
-    frame = ikat_frame(shared_data, n_topics=1)
+    frame = ikat_frame(ikat_data, n_topics=1)
     long_history = list(frame["history"].iloc[-1]) * 10
     prompt, = rewriter.model_inputs(["Which one is the cheapest?"], [long_history])
     assert rewriter.count_tokens(prompt) <= 300

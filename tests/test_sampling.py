@@ -213,13 +213,13 @@ def test_teacher_run_with_unknown_qids_is_an_error():
 
 # -- integration with the core API (SPLADE encoder + sparse index) on real iKAT 2023 passages -------
 
-def test_build_teacher_run_integration(shared_data, tmp_path):
+def test_build_teacher_run_integration(ikat_data, tmp_path):
     """INTEGRATION: real retrieval through SpladeModel + SparseIndex. Skipped if the core API is absent."""
     encoders = pytest.importorskip("pyterrier_disco.encoders")
     index_mod = pytest.importorskip("pyterrier_disco.index")
     from pyterrier_disco.train import build_teacher_run
 
-    root = shared_data / "ikat" / "2023"
+    root = ikat_data
     passages = [json.loads(line) for line in open(root / "2023_train_topics_psg_text.jsonl")][:40]
     docs = pd.DataFrame({"docno": [f"{p['doc_id']}:{p['passage_id']}" for p in passages],
                          "text": [p["passage_text"] for p in passages]}).drop_duplicates("docno")

@@ -87,3 +87,9 @@ def test_bad_pools_are_clear_errors(home):
     with pytest.raises(ValueError, match="split_id|namespaced"):
         dd.split_id("12-1_3")
     assert dd.dataset_ids(" irds:ikat/2023/train , disco-mini/test") == ["ikat/2023/train", "disco-mini/test"]
+    # documents may come from any ir_datasets collection (conversations and qrels need a conversational one)
+    assert dd.dataset_ids(["vaswani", "disco-mini/train"], any_collection=True) == ["vaswani", "disco-mini/train"]
+    with pytest.raises(ValueError, match="'vaswani' is not a known conversational dataset"):
+        dd.conversations(["vaswani", "disco-mini/train"])
+    with pytest.raises(ValueError, match="or any ir_datasets id"):
+        dd.docs_iter("no-such/collection")

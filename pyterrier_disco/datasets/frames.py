@@ -31,8 +31,21 @@ def split_id(namespaced: str) -> Tuple[str, str]:
     return prefix, rest
 
 
-def _unknown(what) -> ValueError:
-    return ValueError(f"{what} is not a known conversational dataset; known ids: {', '.join(known_ids())}")
+def _unknown(what, any_collection: bool = False) -> ValueError:
+    other = " (or any ir_datasets id, for its documents)" if any_collection else ""
+    return ValueError(f"{what} is not a known conversational dataset; known ids: {', '.join(known_ids())}{other}")
+
+
+def _check(parts: List[str], any_collection: bool) -> None:
+    known = set(known_ids())
+    if any_collection:  # documents can come from any ir_datasets collection
+        import ir_datasets
+        from . import register
+        register()
+        known |= set(ir_datasets.registry)
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise _unknown(", ".join(map(repr, unknown)), any_collection)
 
 
 def _clean(ds_id: str) -> str:
@@ -40,14 +53,13 @@ def _clean(ds_id: str) -> str:
     return (ds_id[len("irds:"):] if ds_id.startswith("irds:") else ds_id).rstrip("/")
 
 
-def dataset_ids(ids) -> List[str]:
-    """The ids of a pool (a list, or a comma-separated string), checked: unknown or repeated ids are an error."""
+def dataset_ids(ids, any_collection: bool = False) -> List[str]:
+    """The ids of a pool (a list, or a comma-separated string), checked: unknown or repeated ids are an error
+    (``any_collection``: any ir_datasets id is known, as for documents)."""
     parts = [_clean(i) for i in (ids.split(",") if isinstance(ids, str) else ids)]
     if not parts or not all(parts):
         raise ValueError(f"empty dataset id in {ids!r}; known ids: {', '.join(known_ids())}")
-    unknown = [p for p in parts if p not in known_ids()]
-    if unknown:
-        raise _unknown(", ".join(map(repr, unknown)))
+    _check(parts, any_collection)
     repeated = sorted({p for p in parts if parts.count(p) > 1})
     if repeated:
         raise ValueError(f"dataset id(s) {', '.join(repeated)} listed more than once in {ids!r}")
@@ -61,17 +73,17 @@ def _load(ds_id: str):
     return ir_datasets.load(ds_id)
 
 
-def _members(dataset_or_ids, split: Optional[str]) -> List[Tuple[Optional[str], object]]:
+def _members(dataset_or_ids, split: Optional[str],
+             any_collection: bool = False) -> List[Tuple[Optional[str], object]]:
     """``[(dataset id or None, dataset)]`` of the argument."""
     is_pool = isinstance(dataset_or_ids, (list, tuple)) or (isinstance(dataset_or_ids, str) and "," in dataset_or_ids)
     if is_pool:
         if split is not None:
             raise ValueError("split= only applies to a single dataset id")
-        return [(i, _load(i)) for i in dataset_ids(dataset_or_ids)]
+        return [(i, _load(i)) for i in dataset_ids(dataset_or_ids, any_collection)]
     if isinstance(dataset_or_ids, str):
         ds_id = _clean(dataset_or_ids) + (f"/{split}" if split else "")
-        if ds_id not in known_ids():
-            raise _unknown(repr(ds_id))
+        _check([ds_id], any_collection)
         return [(ds_id, _load(ds_id))]
     if split is not None:
         raise ValueError("split= only applies to a dataset id string")
@@ -168,10 +180,15 @@ def _corpora(members) -> List[Tuple[str, object]]:
 
 def docs_iter(dataset_or_ids, namespace: Optional[bool] = None) -> Iterator[dict]:
     """``{"docno", "text"}`` records of the dataset's documents; for several datasets, of their pooled corpus
-    (each collection once, docnos namespaced by corpus). This is what ``disco index`` encodes."""
-    members = _members(dataset_or_ids, None)
+    (each collection once, docnos namespaced by corpus). This is what ``disco index`` encodes; any ir_datasets
+    collection is accepted here. The ids are checked on the call, before the first record."""
+    members = _members(dataset_or_ids, None, any_collection=True)
     namespace = _namespaced(members, namespace)
-    for corpus, ds in _corpora(members):
+    return _records(_corpora(members), namespace)
+
+
+def _records(corpora, namespace: bool) -> Iterator[dict]:
+    for corpus, ds in corpora:
         prefix = corpus + SEP if namespace else ""
         for doc in ds.docs_iter():
             yield {"docno": prefix + doc.doc_id, "text": doc.default_text()}

@@ -136,3 +136,12 @@ def irds_home(tmp_path, monkeypatch):
         monkeypatch.setenv("DISCO_OFFLINE", "1")
         return root
     return make
+
+
+@pytest.fixture
+def home(irds_home):
+    """A fresh IR_DATASETS_HOME holding the committed slices of the official files (tests/fixtures)."""
+    from pyterrier_disco.datasets import register
+    root = irds_home("fixtures")
+    register()
+    return root

@@ -5,13 +5,6 @@ import pytest
 import pyterrier_disco.datasets as dd
 
 
-@pytest.fixture
-def home(irds_home):
-    root = irds_home("fixtures")
-    dd.register()
-    return root
-
-
 POOL = ["ikat/2023/train", "ikat/2024/test", "trec-cast/v3/2022/topic-passages"]
 
 

@@ -16,14 +16,6 @@ from pyterrier_disco.datasets import DocsUnavailableError, MissingOfficialFileEr
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture
-def home(irds_home):
-    """A fresh IR_DATASETS_HOME holding the committed slices of the official files (tests/fixtures)."""
-    root = irds_home("fixtures")
-    dd.register()
-    return root
-
-
 def _raw(home, path):
     return json.loads((home / path).read_text())
 

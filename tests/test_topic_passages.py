@@ -12,13 +12,6 @@ VARIANTS = ["trec-cast/v2/2021/topic-passages", "trec-cast/v3/2022/topic-passage
             "ikat/2024/test/topic-passages"]
 
 
-@pytest.fixture
-def home(irds_home):
-    root = irds_home("fixtures")
-    dd.register()
-    return root
-
-
 def _expected(home, ds_id):
     """``{qid: {docno: text}}``, each turn's own passages read straight from the topic file (and the iKAT 2023
     passage file), before the leakage rule."""

@@ -55,7 +55,8 @@ def _turns(queries: Iterable, label: str, system_text: Callable[[object], str],
 def rows_2019(dataset) -> List[dict]:
     """Frame rows of ``trec-cast/v1/2019`` with ``human_rewrite`` from the official resolved-topics file."""
     rewrites = rewrites_2019()
-    turns = _turns(dataset.queries_iter(), "CAsT 2019", lambda q: "", lambda q: {"human_rewrite": rewrites.get(q.query_id, "")})
+    turns = _turns(dataset.queries_iter(), "CAsT 2019", lambda q: "",
+                   lambda q: {"human_rewrite": rewrites.get(q.query_id, "")})
     return frame_rows(turns, ("human_rewrite",))
 
 

@@ -197,7 +197,11 @@ def test_cast2019_builtin_frame_has_the_manual_rewrites(home):
             assert row["query"] == turn["raw_utterance"] and row["turn"] == k
             assert row["human_rewrite"] == rewrites[f"{topic['number']}_{turn['number']}"].strip()
             assert _history_texts(row["history"]) == [("user", t["raw_utterance"]) for t in topic["turn"][:k]]
-    (home / "trec-cast/2019/evaluation_topics_annotated_resolved_v1.0.tsv").unlink()
+    tsv = home / "trec-cast/2019/evaluation_topics_annotated_resolved_v1.0.tsv"
+    tsv.write_text("".join(tsv.read_text().splitlines(keepends=True)[1:]))  # the first turn's rewrite removed
+    with pytest.warns(UserWarning, match="1 turn\\(s\\) have no manual rewrite"):
+        assert conversations("trec-cast/v1/2019")["human_rewrite"].iloc[0] == ""
+    tsv.unlink()
     with pytest.raises(MissingOfficialFileError, match="evaluation_topics_annotated_resolved_v1.0.tsv"):
         conversations("trec-cast/v1/2019")
 

@@ -57,6 +57,10 @@ def rows_2019(dataset) -> List[dict]:
     rewrites = rewrites_2019()
     turns = _turns(dataset.queries_iter(), "CAsT 2019", lambda q: "",
                    lambda q: {"human_rewrite": rewrites.get(q.query_id, "")})
+    missing = [t.qid for t in turns if t.qid not in rewrites]
+    if missing:
+        warnings.warn(f"CAsT 2019: {len(missing)} turn(s) have no manual rewrite in {REWRITES_2019.name} "
+                      f"(first: {missing[0]}); their human_rewrite is empty", stacklevel=4)
     return frame_rows(turns, ("human_rewrite",))
 
 

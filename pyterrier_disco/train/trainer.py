@@ -265,8 +265,10 @@ class Trainer:
             log_file.close()
         self.student.mlm.eval()
         self.save_student(step)
-        return DiSCo(self.student, self.doc_model, formatter=self.formatter,
-                     meta=read_json(self.out / "pt_meta.json"))
+        student = DiSCo(self.student, self.doc_model, formatter=self.formatter,
+                        meta=read_json(self.out / "pt_meta.json"))
+        student.path = self.out
+        return student
 
     def save_student(self, step: int) -> None:
         """Write the student (atomically: ``pt_meta.json`` last) and only then drop the checkpoints."""

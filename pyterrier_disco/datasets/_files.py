@@ -10,6 +10,8 @@ from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional, Seq
 from ir_datasets.formats import BaseDocs, BaseQrels, BaseQueries, TrecQrel
 from ir_datasets.util import Cache, RequestsDownload
 
+from .._errors import CorruptFileError
+
 
 class MissingOfficialFileError(FileNotFoundError):
     """An official data file is neither in its folder nor downloadable."""
@@ -72,7 +74,7 @@ class OfficialFile:
 
     def load_json(self):
         with self.stream() as f:
-            return json.load(f)
+            return _parse_json(f, self.path())
 
 
 class ZipMemberFile:
@@ -103,7 +105,14 @@ class ZipMemberFile:
 
     def load_json(self):
         with self.stream() as f:
-            return json.load(f)
+            return _parse_json(f, f"{self.name} (in {self.archive.name})")
+
+
+def _parse_json(stream, where):
+    try:
+        return json.load(stream)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"{where} is not valid JSON ({e}): replace it with the official file") from e
 
 
 # ---- minimal ir_datasets handlers over python callables -------------------------------------------------------

@@ -80,11 +80,10 @@ def cmd_teacher_run(args) -> None:
 def cmd_train(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.datasets import doc_lookup, qrels
-    from pyterrier_disco.train.teacher import load_teacher_run
-    from pyterrier_disco.train import TrainConfig, train
-
-    from pyterrier_disco.train.folder import KINDS, is_training_folder
     from pyterrier_disco._folders import read_marker
+    from pyterrier_disco.train import TrainConfig, train
+    from pyterrier_disco.train.folder import KINDS, is_training_folder
+    from pyterrier_disco.train.teacher import load_teacher_run
 
     config = _config_from_args(args, TrainConfig)
     preflight.device(args.device)
@@ -267,7 +266,7 @@ _OS_HINTS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk
 def error_line(e: BaseException) -> str:
     """``e`` as one line: an OSError with its file and what to do, a KeyError without quotes."""
     if isinstance(e, OSError) and e.strerror:
-        where = "".join(f"{f}: " for f in (e.filename, e.filename2) if f)
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) + ": " if e.filename else ""
         text = f"{where}{e.strerror}" + (f" ({_OS_HINTS[e.errno]})" if e.errno in _OS_HINTS else "")
     elif isinstance(e, KeyError) and e.args:
         text = str(e.args[0])

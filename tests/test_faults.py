@@ -410,6 +410,31 @@ def test_damaged_inputs_are_named_in_one_line(mini_run, tmp_path, capsys, splade
     refused(eval_args, "has no tokenizer")
 
 
+def test_indexes_and_topic_files_that_do_not_fit_are_named(tmp_path, monkeypatch, capsys):
+    from pyterrier_disco import CorruptFileError
+    from pyterrier_disco.datasets._files import OfficialFile
+    from pyterrier_disco.index import CorruptIndexError, PisaBackend
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    other = tmp_path / "other"  # an index of another collection, recording no dataset
+    SparseIndex(other, verbose=False).indexer().index(docs(5))
+    assert main(["evaluate", "--dataset", "disco-mini/test", "--index", str(other), "--systems", "raw"]) == 2
+    assert "none of the" in one_line(capsys.readouterr().err, "evaluate")
+    pisa = tmp_path / "pisa"
+    PisaBackend(pisa, verbose=False).indexer().index(docs(5))
+    meta = json.loads((pisa / "pt_meta.json").read_text())
+    (pisa / "pt_meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "stemmer"}))
+    with pytest.raises(CorruptIndexError, match="pt_meta.json lacks the PISA index's stemmer"):
+        PisaBackend(pisa, verbose=False)
+    (pisa / "pt_meta.json").write_text(json.dumps(meta))
+    assert PisaBackend(pisa, verbose=False).verify()["files_hashed"] > 3
+    monkeypatch.setenv("IR_DATASETS_HOME", str(tmp_path))
+    (tmp_path / "ikat").mkdir()
+    (tmp_path / "ikat" / "topics.json").write_text('[{"number": 1, "turns": [')
+    with pytest.raises(CorruptFileError, match="topics.json is not valid JSON"):
+        OfficialFile("ikat", "topics.json").load_json()
+
+
 def test_bugs_keep_their_traceback(monkeypatch, tmp_path, capsys):
     import pyterrier_disco.cli as cli
 

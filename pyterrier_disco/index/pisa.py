@@ -75,9 +75,9 @@ class PisaBackend:
                   verbose: bool = False) -> pt.Transformer:
         if not self.built():
             raise FileNotFoundError(f"no PISA index at {self.path}")
-        with _stdout_to_stderr():  # creating it builds the quantised index files on first use
+        with _stdout_to_stderr(), _pisa_errors(self.path):  # creating it builds the quantised files on first use
             return _QuietPisaRetriever(self.pisa.quantized(num_results=num_results, threads=threads,
-                                                           verbose=verbose))
+                                                           verbose=verbose), self.path, vocab or self.info.get("vocab"))
 
     def __repr__(self):
         return f"PisaBackend({str(self.path)!r})"
@@ -86,13 +86,19 @@ class PisaBackend:
 class _QuietPisaRetriever(pt.Transformer):
     """PISA's quantised retriever with its stdout logging (the first query builds files) sent to stderr."""
 
-    def __init__(self, retriever: pt.Transformer):
+    def __init__(self, retriever: pt.Transformer, path=None, vocab: Optional[str] = None):
         self.retriever = retriever
+        self.path = path
+        self.vocab = vocab
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         if "query_toks" in inp.columns:
             check_queries(inp)
-        with _stdout_to_stderr():
+        asked = inp.attrs.get("vocab")  # stamped by the project's query encoders
+        if self.vocab and asked and asked != self.vocab:
+            raise ValueError(f"{self.path} was built with vocabulary {self.vocab}, but the queries come from an "
+                             f"encoder with vocabulary {asked}: re-index with the same model")
+        with _stdout_to_stderr(), _pisa_errors(self.path):
             return self.retriever(inp)
 
     def __repr__(self):
@@ -133,6 +139,16 @@ class _GuardedPisaIndexer(pt.Indexer):
             write_marker(tmp, PISA_KIND, **self.info, checksums=manifest(tmp, [p.name for p in tmp.iterdir()
                                                                                 if p.name != MARKER]))
         return self.backend
+
+
+@contextlib.contextmanager
+def _pisa_errors(path):
+    """PISA's C++ failures (damaged index files) arrive as RuntimeError: name the index."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise CorruptIndexError(f"PISA cannot use the index {path}: {e}; `disco check {path}` verifies its files, "
+                                "rebuild it if they are damaged") from e
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@
 import contextlib
 import ctypes
 import errno
+import glob
 import json
 import os
 import shutil
@@ -149,7 +150,7 @@ def rename_noreplace(src, dst) -> None:
 def remove_stale(path) -> None:
     """Remove ``.<name>.*.tmp`` folders beside ``path`` that hold our marker (call under the lock)."""
     path = Path(os.path.abspath(path))
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         if tmp.is_dir() and not tmp.is_symlink() and read_marker(tmp) is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 

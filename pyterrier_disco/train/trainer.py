@@ -92,10 +92,8 @@ class Trainer:
         self.cache = DocumentCache(self.doc_model, docs, enabled=self.config.cache_documents)
         self.examples_of_epoch = {}
         self._order = (None, None)
+        self._planned_epochs = 0
         self.plan = _plan(len(self.examples(0)), self.config)
-        if self.cache.enabled:  # fixed encoding groups: a resumed run gets the same document vectors
-            self.cache.plan([d for e in self.batch(step, micro) for d in e.docnos]
-                            for step in range(self.plan["total_steps"]) for micro in range(self.config.grad_accum))
 
     # -- data --------------------------------------------------------------------------------------
     def examples(self, epoch: int) -> List[TrainingExample]:
@@ -124,6 +122,16 @@ class Trainer:
         rows = self.conversations.loc[[e.qid for e in batch]]
         return self.formatter.format_frame(rows, self.student.tokenizer)
 
+    def _plan_documents(self, step: int) -> None:
+        """Fix the document cache's encoding groups for every epoch up to ``step``'s, in order, so that a resumed
+        run encodes each document with the same other documents as an uninterrupted one."""
+        per_epoch, total = self.plan["steps_per_epoch"], self.plan["total_steps"]
+        while self.cache.enabled and self._planned_epochs <= step // per_epoch:
+            first = self._planned_epochs * per_epoch
+            self.cache.plan([d for e in self.batch(s, m) for d in e.docnos]
+                            for s in range(first, min(first + per_epoch, total)) for m in range(self.config.grad_accum))
+            self._planned_epochs += 1
+
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
         q = self.student(self.query_texts(batch))
@@ -147,6 +155,7 @@ class Trainer:
         over its non-empty micro-batches (the last step of an epoch may have fewer than ``grad_accum``).
         Returns the loss parts averaged the same way, for the log."""
         self.student.zero_grad(set_to_none=True)
+        self._plan_documents(step)
         batches = [b for b in (self.batch(step, m) for m in range(self.config.grad_accum)) if b]
         totals: Dict[str, float] = {}
         for batch in batches:

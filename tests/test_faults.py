@@ -341,6 +341,9 @@ def test_bad_options_are_refused_before_any_work_in_one_line(mini_run, tmp_path,
         refused([*train_args, "--device", "cuda:0"], "CUDA")
     refused(["teacher-run", "--dataset", "disco-mini/test", "--index", str(tmp_path), "--out", str(tmp_path / "r"),
              "--k", "0"], "--k must be >= 1")
+    refused(["demo", "--workdir", str(tmp_path / "d"), "--epochs", "0"], "--epochs must be >= 1")
+    refused(["demo", "--workdir", str(tmp_path / "d"), "--lr", "-1"], "--lr must be > 0")
+    assert not (tmp_path / "d").exists()
     # outputs that are not ours: never replaced, even with --overwrite
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "run.json").write_text("{}")

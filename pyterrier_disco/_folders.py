@@ -166,23 +166,20 @@ def atomic_dir(path, overwrite: bool = False, *, kind: str = "folder",
                ours: Optional[Callable[[Path], bool]] = None) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``, renamed to ``path`` only when the block succeeds.
 
-    The output's lock is held throughout. An existing ``path`` raises ``FileExistsError`` unless ``overwrite``
-    and it is ours (``ours(path)``, default: our marker of ``kind`` and nothing else in it); it is then replaced
-    at the commit. Something that appears at ``path`` while the block runs is never replaced: the commit fails
+    The output's lock is held throughout. An existing ``path`` (other than an empty folder) raises
+    ``FileExistsError`` unless ``overwrite`` and it is ours (``ours(path)``, default: our marker of ``kind`` and
+    nothing else in it); it is then replaced at the commit. Something that appears at ``path`` while the block runs is never replaced: the commit fails
     naming it and where the new folder was left. The marker (listing the entries written) is added at the end.
     """
     path = Path(os.path.abspath(path))
     ours = ours or (lambda p: is_ours(p, kind))
-
-    def check_replaceable():
-        if os.path.lexists(path):
+    with output_lock(path):
+        empty = path.is_dir() and not path.is_symlink() and not any(path.iterdir())  # nothing to lose: used
+        if os.path.lexists(path) and not empty:  # before any work
             if not overwrite:
                 raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
             if not path.is_dir() or path.is_symlink() or not ours(path):
                 refuse_foreign(path, kind)
-
-    with output_lock(path):
-        check_replaceable()  # before any work
         remove_stale(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         committed = False
@@ -193,7 +190,10 @@ def atomic_dir(path, overwrite: bool = False, *, kind: str = "folder",
             info = {k: v for k, v in (read_marker(tmp) or {}).items() if k not in ("type", "writing")}
             write_marker(tmp, kind, **{**info, "files": sorted(p.name for p in tmp.iterdir() if p.name != MARKER)})
             old = None
-            if os.path.lexists(path) and overwrite and path.is_dir() and not path.is_symlink() and ours(path):
+            if empty:
+                with contextlib.suppress(OSError):  # still empty: it goes; filled meanwhile: kept, see below
+                    os.rmdir(path)
+            elif os.path.lexists(path) and overwrite and path.is_dir() and not path.is_symlink() and ours(path):
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
                 write_marker(old, kind)  # remove_stale recognises it if we die before deleting it
                 os.rename(path, old / "replaced")

@@ -29,20 +29,19 @@ def writable(path: Path) -> None:
 
 def output_folder(path, *, overwrite: bool, ours: Callable[[Path], bool], what: str,
                   reuse: Callable[[Path], bool] = None) -> None:
-    """A folder output: absent, or ``overwrite`` and ours to replace; with ``reuse``, a folder it accepts
-    (a training run to resume) may stay."""
+    """A folder output: absent, empty, or ``overwrite`` and ours to replace; with ``reuse``, a folder it
+    accepts (a training run to resume) may stay."""
     path = Path(path)
     if path.exists():
         if not path.is_dir():
             raise FileExistsError(f"{path} exists and is not a folder; choose another --out")
-        if any(path.iterdir()) or not overwrite:
+        if any(path.iterdir()):
             if overwrite:
                 if not ours(path):
                     refuse_foreign(path, what)
-            elif reuse is None:
-                raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
-            elif any(path.iterdir()) and not reuse(path):
-                raise FileExistsError(f"{path} exists and is not {what}; choose another --out")
+            elif reuse is None or not reuse(path):
+                raise FileExistsError(f"{path} already exists; pass --overwrite to replace it" if ours(path) else
+                                      f"{path} exists and is not {what}; choose another --out")
     writable(path)
 
 

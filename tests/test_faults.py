@@ -109,6 +109,8 @@ def test_overwrite_replaces_only_an_index_we_wrote(tmp_path):
         SparseIndex(ours, verbose=False).indexer(overwrite=True).index(docs(5))
     assert (ours / "notes.txt").read_text() == "a note put into our index"
     assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("ours")} == before
+    (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose: it is used
+    assert len(SparseIndex(tmp_path / "empty", verbose=False).indexer().index(docs(2))) == 2
 
 
 def test_the_commit_never_replaces_what_appeared_meanwhile(tmp_path):

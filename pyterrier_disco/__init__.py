@@ -1,6 +1,7 @@
 """pyterrier_disco: DiSCo conversational learned sparse retrieval for PyTerrier."""
 __version__ = "0.1.0"
 
+from ._errors import CorruptFileError, DiscoError, ModelLoadError  # noqa: E402
 from .encoders import Splade, SpladeModel, embedded_model_path  # noqa: E402
 from .student import DiSCo  # noqa: E402
 from .index import SparseIndex, PisaBackend, new_index, open_index  # noqa: E402
@@ -16,6 +17,7 @@ __all__ = [
     "Splade", "SpladeModel", "DiSCo", "embedded_model_path", "SparseIndex", "PisaBackend", "new_index",
     "open_index", "flops", "query_length", "conversations", "register_datasets", "ConversationFormatter",
     "full_context", "Fusion", "fuse", "LLMRewriter", "RewriteColumns", "T5Rewriter", "datasets", "rewrite", "train",
+    "DiscoError", "CorruptFileError", "ModelLoadError",
 ]
 
 register_datasets()

@@ -1,11 +1,13 @@
-"""Small shared helpers: the user cache folder and atomic writes."""
+"""Small shared helpers: the user cache folder, the device, atomic writes (folders: :mod:`._folders`)."""
 import contextlib
+import errno
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from ._folders import _umask, atomic_dir  # noqa: F401  (atomic_dir: re-exported)
 
 
 def packaged_file(distribution: str, relative: str, what: str, install: str) -> Path:
@@ -58,6 +60,8 @@ def cache_dir(*parts: str) -> Path:
 def atomic_file(path, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file beside ``path``; it replaces ``path`` only when the block ends without error."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the name of a file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -73,31 +77,22 @@ def atomic_file(path, mode: str = "w") -> Iterator[Any]:
             os.remove(tmp)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(path, obj: Any) -> None:
     with atomic_file(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
 
 
-@contextlib.contextmanager
-def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; it is renamed to ``path`` only when the block succeeds."""
+def read_json(path, what: str = "JSON file", expect: type = dict) -> Any:
+    """Parse a JSON file; a file that is not valid JSON, or whose top level is not ``expect``, raises
+    :class:`~pyterrier_disco._errors.CorruptFileError` naming it (a missing file: ``FileNotFoundError``)."""
+    from ._errors import CorruptFileError
+
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; remove it or pass overwrite=True")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"{path} is not valid JSON ({e}): the {what} is damaged") from e
+    if expect is not None and not isinstance(value, expect):
+        raise CorruptFileError(f"{path} holds a JSON {type(value).__name__}, not the {expect.__name__} a {what} "
+                               "holds: the file is damaged or not ours")
+    return value

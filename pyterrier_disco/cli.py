@@ -1,11 +1,13 @@
 """The ``disco`` command line."""
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 
+from pyterrier_disco import _preflight as preflight
 from pyterrier_disco._utils import atomic_file
 
 
@@ -43,7 +45,13 @@ def _config_from_args(args, config_cls):
 def cmd_index(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.index import index_dataset
+    from pyterrier_disco.index.artifact import is_index_folder
+    from pyterrier_disco.index.pisa import is_pisa_folder
 
+    preflight.at_least_one(batch_size=args.batch_size)
+    preflight.device(args.device)
+    preflight.output_folder(args.out, overwrite=args.overwrite, what="an index",
+                            ours=is_pisa_folder if args.backend == "pisa" else is_index_folder)
     splade = disco.Splade(args.model, device=args.device)
     index = index_dataset(args.dataset, args.out, backend=args.backend, splade=splade,
                           batch_size=args.batch_size, overwrite=args.overwrite)
@@ -53,14 +61,18 @@ def cmd_index(args) -> None:
 def cmd_teacher_run(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.index import open_index
-    from pyterrier_disco.train.teacher import build_teacher_run, resolve_teachers, save_teacher_run
+    from pyterrier_disco.train.teacher import build_teacher_run, is_teacher_run, resolve_teachers, save_teacher_run
 
+    preflight.at_least_one(batch_size=args.batch_size, k=args.k, limit=args.limit)
+    preflight.device(args.device)
+    preflight.output_file(args.out, is_teacher_run, "a teacher run")
+    index = open_index(args.index)
     frame = disco.conversations(args.dataset)
     if args.limit:
         frame = frame.head(args.limit)
     splade = disco.Splade(args.model, device=args.device, batch_size=args.batch_size)
     teachers = resolve_teachers(args.teachers, frame)
-    run = build_teacher_run(frame, teachers, splade, open_index(args.index), k=args.k)
+    run = build_teacher_run(frame, teachers, splade, index, k=args.k)
     save_teacher_run(run, args.out)
     print(f"teacher run: {len(run)} rows, {run['qid'].nunique()} turns, teachers {', '.join(teachers)} -> {args.out}")
 
@@ -68,10 +80,15 @@ def cmd_teacher_run(args) -> None:
 def cmd_train(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.datasets import doc_lookup, qrels
-    from pyterrier_disco.train.teacher import load_teacher_run
+    from pyterrier_disco._folders import read_marker
     from pyterrier_disco.train import TrainConfig, train
+    from pyterrier_disco.train.folder import KINDS, is_training_folder
+    from pyterrier_disco.train.teacher import load_teacher_run
 
     config = _config_from_args(args, TrainConfig)
+    preflight.device(args.device)
+    preflight.output_folder(args.out, overwrite=args.overwrite, ours=is_training_folder, what="a training folder",
+                            reuse=lambda p: (read_marker(p) or {}).get("type") in KINDS or is_training_folder(p))
     frame = disco.conversations(args.dataset)
     run = load_teacher_run(args.teacher_run)
     try:
@@ -91,6 +108,11 @@ def cmd_evaluate(args) -> None:
 
     from pyterrier_disco.evaluation import evaluate_dataset, format_table, summary_records, write_outputs
 
+    preflight.at_least_one(limit=args.limit)
+    if args.out:
+        preflight.output_file(args.out, preflight.is_results_json, "a results file of `disco evaluate`")
+    if args.plots:
+        preflight.plots_folder(args.plots)
     default = "raw,fc,human,llm,disco,fusion" if args.student else "raw,fc,human,llm"
     systems = [s.strip() for s in (args.systems or default).split(",") if s.strip()]
     summary, per_turn = evaluate_dataset(args.dataset, systems=systems, student=args.student, index_dir=args.index,
@@ -107,9 +129,40 @@ def cmd_evaluate(args) -> None:
         print(f"tables and plots written to {args.plots}")
 
 
+def cmd_check(args) -> None:
+    from pyterrier_disco._utils import read_json
+    from pyterrier_disco.index import SparseIndex
+    from pyterrier_disco.student import verify_student
+
+    path = Path(args.path)
+    if not (path / "pt_meta.json").exists():
+        raise FileNotFoundError(f"{path} is neither an index nor a DiSCo student: it has no pt_meta.json")
+    meta = read_json(path / "pt_meta.json", "artifact metadata")
+    kind = (meta.get("type"), meta.get("format"))
+    if kind == ("sparse_index", "numba"):
+        report = SparseIndex(path).verify()
+        what = f"index of {report['num_docs']} documents, {report['num_postings']} postings"
+    elif kind[0] == "disco_student":
+        report, what = verify_student(path), "DiSCo student"
+    elif kind == ("sparse_index", "pisa"):
+        from pyterrier_disco.index import PisaBackend
+
+        report, what = PisaBackend(path, verbose=False).verify(), "PISA index"
+    else:
+        raise ValueError(f"{path} holds a {kind[0]}.{kind[1]} artifact, not an index or a DiSCo student")
+    sums = f"{report['files_hashed']} files match their sha256" if report["checksums"] else \
+        "no checksums recorded (written by an older version or by PISA): only the structure was checked"
+    print(f"{path}: ok: {what}; {sums}")
+
+
 def cmd_demo(args) -> None:
     from pyterrier_disco.demo import DemoConfig, run_demo
 
+    preflight.at_least_one(epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives,
+                           test_turns=args.test_turns)
+    for name in ("lr", "train_minutes"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     run_demo(DemoConfig(workdir=Path(args.workdir), train_minutes=args.train_minutes, epochs=args.epochs,
                         batch_size=args.batch_size, negatives=args.negatives, lr=args.lr, loss=args.loss,
                         llm_train_turns=args.llm_train_turns, test_turns=args.test_turns))
@@ -173,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", default=None, help="folder for results.csv/json, per_turn.csv and the two plots")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("check", help="verify an index or a student: every file against its recorded sha256",
+                       formatter_class=_Help)
+    p.add_argument("path", help="index or student folder")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("demo", help="the whole method end to end on the embedded disco-mini collection",
                        formatter_class=_Help)
     p.add_argument("--workdir", default="runs/demo", help="where the index, runs, students and results go")
@@ -191,20 +249,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Bad input and failed runs end with one line; DISCO_TRACEBACK=1 shows the traceback instead. RuntimeError
-# covers CorruptIndexError, DocsUnavailableError and PISA's errors; ArithmeticError a NaN training loss.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError)
+def _user_errors() -> tuple:
+    """What the user can fix (input, options, files, the environment): printed as one line. Anything else
+    (TypeError, KeyError, AttributeError... raised by a bug) keeps its traceback."""
+    import sqlite3
+
+    from safetensors import SafetensorError
+
+    from pyterrier_disco._errors import DiscoError
+    from pyterrier_disco.datasets._files import DocsUnavailableError
+
+    # ArithmeticError: a NaN training loss (FloatingPointError)
+    return DiscoError, OSError, ValueError, ArithmeticError, sqlite3.Error, SafetensorError, DocsUnavailableError
+
+
+_OS_HINTS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space",
+             errno.EROFS: "choose a writable location", errno.EACCES: "check the permissions or choose another path",
+             errno.EPERM: "check the permissions or choose another path"}
+
+
+def error_line(e: BaseException) -> str:
+    """``e`` as one line: an OSError with its file and what to do, a KeyError without quotes."""
+    if isinstance(e, OSError) and e.strerror:
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) + ": " if e.filename else ""
+        text = f"{where}{e.strerror}" + (f" ({_OS_HINTS[e.errno]})" if e.errno in _OS_HINTS else "")
+    elif isinstance(e, KeyError) and e.args:
+        text = str(e.args[0])
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except USER_ERRORS as e:
-        if os.environ.get("DISCO_TRACEBACK"):
+    except Exception as e:
+        if os.environ.get("DISCO_TRACEBACK") or not isinstance(e, _user_errors()):
             raise
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"disco {args.command}: error: {message}", file=sys.stderr)
+        print(f"disco {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence
 
 import pandas as pd
 
+from ._errors import InputKeyError, InputTypeError
+
 REQUIRED_COLUMNS = ("query", "history")
 
 
@@ -58,13 +60,19 @@ class ConversationFormatter:
 
     def __call__(self, query: str, history: Sequence[dict], tokenizer=None) -> str:
         if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
+            raise InputTypeError(f"query must be a str, got {type(query).__name__}: {query!r}")
+        if isinstance(history, (str, bytes, dict, float, int)):  # NaN (a missing value in a frame) is a float
+            raise InputTypeError(f"history must be a list of {{'role', 'text'}} dicts ([] or None for none), got "
+                                 f"{type(history).__name__}: {history!r}")
         history = list(history) if history is not None else []
         parts = [query.strip()]
         for i, turn in enumerate(reversed(history)):
             if not isinstance(turn, dict) or "role" not in turn or "text" not in turn:
                 raise ValueError(f"history entry {len(history) - 1 - i} must be a dict with 'role' and 'text', "
                                  f"got {turn!r}")
+            if not isinstance(turn["text"], str):
+                raise InputTypeError(f"history entry {len(history) - 1 - i} has a {type(turn['text']).__name__} "
+                                     f"text, not a str: {turn!r}")
             if turn["role"] == "system":
                 if not self.include_responses:
                     continue
@@ -82,9 +90,17 @@ class ConversationFormatter:
         """One input string per row of a conversation frame (needs ``query`` and ``history``)."""
         missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
         if missing:
-            raise KeyError(f"conversation frame lacks column(s) {missing}; found {list(df.columns)} "
+            raise InputKeyError(f"conversation frame lacks column(s) {missing}; found {list(df.columns)} "
                            f"(build frames with pyterrier_disco.conversations(...))")
-        return [self(q, h, tokenizer) for q, h in zip(df["query"], df["history"])]
+        qids = df["qid"] if "qid" in df.columns else [None] * len(df)
+        texts = []
+        for row, (qid, query, history) in enumerate(zip(qids, df["query"], df["history"])):
+            try:
+                texts.append(self(query, history, tokenizer))
+            except (InputTypeError, ValueError) as e:
+                where = f"row {row}" + (f" (qid {qid!r})" if qid is not None else "")
+                raise (InputTypeError if isinstance(e, TypeError) else ValueError)(f"{where}: {e}") from e
+        return texts
 
     def __repr__(self):
         return (f"ConversationFormatter(include_responses={self.include_responses}, "

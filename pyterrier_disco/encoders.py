@@ -16,10 +16,16 @@ import pyterrier as pt
 import scipy.sparse as sp
 import torch
 
+from safetensors import SafetensorError
+
+from ._errors import InputKeyError, InputTypeError, ModelLoadError
 from ._utils import packaged_file, resolve_device
 from ._splade_head import SpladeHead
 
 DEFAULT_MAX_LENGTH = 256
+# a local model folder needs one of these (transformers 5 otherwise builds a 5-token tokenizer)
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                    "sentencepiece.bpe.model")
 
 
 def embedded_model_path() -> Path:
@@ -36,7 +42,8 @@ def check_texts(values: Iterable, column: str) -> List[str]:
     texts = list(values)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"column '{column}' must hold strings, but row {i} holds {type(t).__name__}: {t!r}")
+            raise InputTypeError(f"column '{column}' must hold strings, but row {i} holds {type(t).__name__}: "
+                                 f"{t!r}")
     return texts
 
 
@@ -70,12 +77,19 @@ class SpladeModel(torch.nn.Module):
         if isinstance(path, Path) or os.path.isdir(str(path)):
             if not Path(path, "config.json").exists():
                 raise FileNotFoundError(f"{path} is not a model folder: config.json is missing")
+            if not any(Path(path, f).exists() for f in _TOKENIZER_FILES):
+                raise ModelLoadError(f"{path} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}): copy the "
+                                     "tokenizer files of the model it was trained from into it")
         self.name_or_path = str(path)
         self.source = None if name_or_path is None else str(name_or_path)  # None: the embedded default
         self.name = "splade-tiny (embedded)" if name_or_path is None else str(name_or_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        with _quiet_loading():
-            self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+            with _quiet_loading():
+                self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, SafetensorError) as e:
+            detail = " ".join(str(e).split())
+            raise ModelLoadError(f"cannot load the model {path}: {detail[:400]}") from e
         self.max_length = max_length
         self.device = resolve_device(device)
         self.autocast = (self.device.type == "cuda") if autocast is None else autocast
@@ -87,7 +101,8 @@ class SpladeModel(torch.nn.Module):
                 self.vocab[idx] = token
         n_out = self.mlm.get_output_embeddings().weight.shape[0]
         if n_out != len(self.vocab):
-            raise ValueError(f"{path}: the model scores {n_out} terms but its tokenizer has {len(self.vocab)}")
+            raise ModelLoadError(f"{path}: the model scores {n_out} terms but its tokenizer has {len(self.vocab)}: the "
+                                 "tokenizer files are damaged or belong to another model")
         # None when the output layer cannot be split off: then the plain (batch, tokens, vocab) formula runs
         self.head = SpladeHead.of(self.mlm, self.tokenize(["a splade head check"]))
 
@@ -166,7 +181,7 @@ class SpladeModel(torch.nn.Module):
         for d in dicts:
             unknown = [t for t in d if t not in index]
             if unknown:
-                raise KeyError(f"terms not in the vocabulary of {self.name}: {unknown[:5]}")
+                raise InputKeyError(f"terms not in the vocabulary of {self.name}: {unknown[:5]}")
             indices.extend(index[t] for t in d)
             data.extend(d.values())
             indptr.append(len(indices))

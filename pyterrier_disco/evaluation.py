@@ -295,7 +295,7 @@ def evaluate_dataset(dataset: str, *, systems: Sequence[str] = ("raw", "fc", "hu
     from .index import dataset_index
 
     if isinstance(student, (str, Path)):
-        student = DiSCo.from_pretrained(student)
+        student = DiSCo.from_pretrained(student, doc_model=model)
     splade = Splade(student.doc_model) if student is not None else Splade(model)
     topics = datasets.conversations(dataset)
     if limit:
@@ -306,6 +306,10 @@ def evaluate_dataset(dataset: str, *, systems: Sequence[str] = ("raw", "fc", "hu
         llm = LLMRewriter(verbose=verbose)
     students = {"disco": student} if student is not None else {}
     index = dataset_index(dataset, splade, index_dir, verbose=verbose)
+    judged = qrels["docno"].unique()
+    if len(judged) and not np.isin(judged, index.docnos).any():  # also for indexes that record no dataset
+        raise ValueError(f"none of the {len(judged)} judged documents of {dataset} is in the index {index.path}: "
+                         "it was built from another collection")
     chosen = standard_systems(systems, splade, students=students, llm=llm)
     return compare(chosen, topics, qrels, index, num_results=num_results, baseline=baseline,
                    vocab=splade.doc_model.vocab_fingerprint, verbose=verbose)

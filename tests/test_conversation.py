@@ -106,3 +106,22 @@ def test_formats_a_real_frame(ikat_data, tmp_path, monkeypatch):
     for text, row in zip(texts, df.itertuples()):
         assert text.split(" [SEP] ")[0] == row.query.strip()
         assert text.count("[SEP]") == sum(1 for h in row.history if h["text"].strip())
+
+
+def test_bad_history_values_are_refused_naming_the_row():
+    import pandas as pd
+
+    from pyterrier_disco import DiscoError
+
+    f = ConversationFormatter(max_length=None)
+    good = [{"role": "user", "text": "hi"}]
+    for history, expected in [(float("nan"), "history must be a list.*float: nan"),
+                              ([{"role": "user", "text": None}], "history entry 0 has a NoneType text"),
+                              ([{"role": "system", "text": float("nan")}], "history entry 0 has a float text"),
+                              ("a string", "history must be a list")]:
+        frame = pd.DataFrame({"qid": ["a", "b"], "query": ["q1", "q2"], "history": [good, history]})
+        with pytest.raises(TypeError, match=rf"row 1 \(qid 'b'\): {expected}") as e:
+            f.format_frame(frame)
+        assert isinstance(e.value, DiscoError)  # a user error: one line on the command line
+    assert f.format_frame(pd.DataFrame({"qid": ["a"], "query": ["q"], "history": [None]})) == ["q"]  # none: empty
+

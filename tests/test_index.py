@@ -262,15 +262,111 @@ def test_block_table_and_older_indexes(tmp_path):
     q = pd.DataFrame({"qid": ["1"], "query_toks": [{"t1": 1.0, "t7": 0.5, "t30": 2.0}]})
     index = index_from_csr(tmp_path / "i", matrix, docnos, terms)
     expected = index.retriever(num_results=20)(q)
-    # an index written before the block table: global int32 doc ids, no blocks.npy
+    # an index written before the block table (and the checksums): global int32 doc ids, no blocks.npy
     np.save(tmp_path / "i" / "doc_ids.npy", matrix.tocsc().indices.astype(np.int32))
     (tmp_path / "i" / "blocks.npy").unlink()
+    meta = json.loads((tmp_path / "i" / "pt_meta.json").read_text())
+    del meta["files"]
+    (tmp_path / "i" / "pt_meta.json").write_text(json.dumps(meta))
     pd.testing.assert_frame_equal(SparseIndex(tmp_path / "i").retriever(num_results=20)(q), expected)
     broken = index_from_csr(tmp_path / "b", matrix, docnos, terms)
     blocks = np.load(tmp_path / "b" / "blocks.npy")
     np.save(tmp_path / "b" / "blocks.npy", blocks[:, ::-1].copy())
-    with pytest.raises(CorruptIndexError, match="blocks.npy"):
+    with pytest.raises(CorruptIndexError, match="blocks.npy does not match the sha256"):
         broken.retriever()(q)
+    meta = json.loads((tmp_path / "b" / "pt_meta.json").read_text())
+    del meta["files"]  # without checksums, the structural check still sees it
+    (tmp_path / "b" / "pt_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptIndexError, match="blocks.npy does not match offsets"):
+        SparseIndex(tmp_path / "b").retriever()(q)
     (tmp_path / "b" / "blocks.npy").unlink()
     with pytest.raises(CorruptIndexError, match="blocks.npy"):
         SparseIndex(tmp_path / "b").retriever()(q)
+
+
+def test_queries_that_would_rank_silently_wrong_are_refused_naming_the_row(tmp_path):
+    index = small_index(tmp_path / "i", DOCS)
+    retriever = index.retriever(num_results=10)
+    twice = pd.DataFrame({"qid": ["1", "2", "1"], "query_toks": [{"a": 1.0}, {"b": 1.0}, {"c": 1.0}]})
+    with pytest.raises(ValueError, match=r"qid '1' appears on rows \[0, 2\]"):
+        retriever(twice)
+    for weights, row in (({"a": -1.0}, 1), ({"a": float("nan")}, 1), ({"c": float("inf")}, 1), ({"a": "x"}, 1)):
+        bad = pd.DataFrame({"qid": ["ok", "bad"], "query_toks": [{"a": 1.0}, weights]})
+        with pytest.raises(ValueError, match=rf"query 'bad' \(row {row}\) hold negative, NaN"):
+            retriever(bad)
+    lone = pd.DataFrame({"qid": ["1"], "query_toks": [{f"▁tok{i}": 1.0 for i in range(8)}]})
+    with pytest.raises(ValueError, match="another vocabulary"):
+        retriever(lone)
+    # more results than documents: every document, without buffers of the asked size
+    everything = index.retriever(num_results=10 ** 9)
+    res = everything(pd.DataFrame({"qid": ["1"], "query_toks": [{"a": 1.0, "b": 1.0, "c": 1.0}]}))
+    assert sorted(res["docno"]) == ["d1", "d2", "d3"] and list(res["rank"]) == [0, 1, 2]
+    for bad in (0, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="num_results"):
+            index.retriever(num_results=bad)
+
+
+def test_verify_finds_damage_of_the_same_size(tmp_path):
+    from pyterrier_disco.index import index_from_csr
+    import scipy.sparse as sp
+
+    matrix = sp.random(70_000, 40, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    matrix.data += 0.01
+    terms, docnos = [f"t{j}" for j in range(40)], [f"d{i}" for i in range(70_000)]
+    index = index_from_csr(tmp_path / "i", matrix, docnos, terms)
+    report = index.verify()
+    assert report["files_hashed"] == 6 and report["num_postings"] == matrix.nnz
+    meta_file = tmp_path / "i" / "pt_meta.json"
+    meta = json.loads(meta_file.read_text())
+    pristine = {f: (tmp_path / "i" / f).read_bytes() for f in meta["files"]}
+
+    def damaged(name, array=None, text=None, keep_checksums=True):
+        for f, data in pristine.items():
+            (tmp_path / "i" / f).write_bytes(data)
+        if array is not None:
+            np.save(tmp_path / "i" / name, array)
+        if text is not None:
+            (tmp_path / "i" / name).write_text(text)
+        meta_file.write_text(json.dumps(meta if keep_checksums else {k: v for k, v in meta.items() if k != "files"}))
+        return SparseIndex(tmp_path / "i")
+
+    weights = np.load(tmp_path / "i" / "weights.npy")
+    with pytest.raises(CorruptIndexError, match="weights.npy does not match the sha256"):
+        damaged("weights.npy", weights[::-1].copy()).verify()
+    nan = weights.copy()
+    nan[5] = np.nan
+    with pytest.raises(CorruptIndexError, match="not finite and positive"):  # without checksums: the values
+        damaged("weights.npy", nan, keep_checksums=False).verify()
+    ids = np.load(tmp_path / "i" / "doc_ids.npy")
+    blocks = np.load(tmp_path / "i" / "blocks.npy")
+    beyond = ids.copy()
+    beyond[blocks[0, 1]] = 65535  # in the last block, which holds 70000 - 65536 documents
+    with pytest.raises(CorruptIndexError, match="doc ids beyond the 70000 documents"):
+        damaged("doc_ids.npy", beyond, keep_checksums=False).verify()
+    with pytest.raises(CorruptIndexError, match="lists a term twice"):
+        damaged("lexicon.json", text=json.dumps(["t0"] + terms[1:-1] + ["t0"]), keep_checksums=False).verify()
+    with pytest.raises(CorruptIndexError, match="lexicon.json does not match the sha256"):  # checked on open too
+        damaged("lexicon.json", text=json.dumps(terms[::-1])).retriever()(
+            pd.DataFrame({"qid": ["1"], "query_toks": [{"t1": 1.0}]}))
+    assert damaged("lexicon.json").verify() == report
+
+
+def test_an_index_records_what_it_was_built_from(tmp_path):
+    from types import SimpleNamespace
+
+    from pyterrier_disco.index.build import check_index_source
+
+    model = SimpleNamespace(source=None, name="splade-tiny (embedded)", vocab_fingerprint="v1")
+    splade = SimpleNamespace(doc_model=model)
+    index = SparseIndex(tmp_path / "i", verbose=False)
+    index.indexer(vocab="v1", info={"dataset": "disco-mini/train", "doc_model": None,
+                                    "doc_model_name": model.name}).index([{"docno": "d", "toks": {"a": 1.0}}])
+    check_index_source(index, "disco-mini/train", splade)
+    with pytest.raises(ValueError, match="built from the dataset 'disco-mini/train', not 'disco-mini/test'"):
+        check_index_source(index, "disco-mini/test", splade)
+    other = SimpleNamespace(doc_model=SimpleNamespace(source="org/model", name="org/model", vocab_fingerprint="v1"))
+    with pytest.raises(ValueError, match="document model 'splade-tiny .embedded.', not 'org/model'"):
+        check_index_source(index, "disco-mini/train", other)
+    with pytest.raises(ValueError, match="negative or NaN"):
+        SparseIndex(tmp_path / "n", verbose=False).indexer().index([{"docno": "d", "toks": {"a": float("nan")}}])
+    assert not (tmp_path / "n").exists()

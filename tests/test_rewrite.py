@@ -308,3 +308,17 @@ def test_rewrite_columns_side_by_side(tiny_t5, tmp_path):
         t5(frame.drop(columns=["history"]))
     with pytest.raises(ValueError, match="reserved"):
         RewriteColumns({"query": t5})
+
+
+def test_a_damaged_rewrite_cache_is_named(tmp_path):
+    from pyterrier_disco import DiscoError
+    from pyterrier_disco.rewrite.cache import RewriteCache
+
+    damaged = tmp_path / "rewrites.sqlite"
+    damaged.write_bytes(b"this is not an sqlite database, but a user's file" * 100)
+    with pytest.raises(DiscoError, match=f"rewrite cache {damaged} cannot be used.*not a database.*not deleted"):
+        RewriteCache(damaged)
+    assert damaged.read_bytes().startswith(b"this is not")
+    cache = RewriteCache(tmp_path / "ok.sqlite")
+    cache.put_many({"k": "rewrite"})
+    assert cache.get_many(["k", "missing"]) == {"k": "rewrite"}

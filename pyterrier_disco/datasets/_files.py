@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from .._errors import CorruptFileError
 from .._utils import atomic_file
 
 DOWNLOADS = Path(__file__).with_name("downloads.json")
@@ -147,7 +148,7 @@ class OfficialFile:
 
     def load_json(self):
         with self.stream() as f:
-            return json.load(f)
+            return _parse_json(f, self.path())
 
     def lines(self):
         """The file's non-empty lines, decoded."""
@@ -186,4 +187,11 @@ class ZipMemberFile:
 
     def load_json(self):
         with self.stream() as f:
-            return json.load(f)
+            return _parse_json(f, f"{self.name} (in {self.archive.name})")
+
+
+def _parse_json(stream, where):
+    try:
+        return json.load(stream)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"{where} is not valid JSON ({e}): replace it with the official file") from e

@@ -13,14 +13,22 @@ On-disk layout of a ``SparseIndex`` folder (all written to a temporary folder, r
   cuts them from 8 to 6 (``benchmarks/retrieval.py``); :meth:`SparseIndex.postings` gives global ids.
   Indexes written with int32 global ids (before the block table existed) still load, converted in memory.
 - ``docnos.npy``: docno of each internal doc id
+- ``.pyterrier_disco.json``: the marker saying pyterrier_disco wrote the folder (only such a folder is replaced)
+
+``pt_meta.json`` also records the size and sha256 of every file (checked on open: sizes, and the hashes of
+the small files; :meth:`SparseIndex.verify` hashes them all and checks the values), and, when built by
+:func:`~pyterrier_disco.index.index_dataset`, the ``dataset`` and the ``doc_model`` it was built from.
 """
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import pyterrier as pt
 
+from .._checksums import check_files
+from .._errors import DiscoError
+from .._folders import is_ours
+from .._utils import read_json
 from ._scoring import BLOCK_DOCS, BLOCK_SHIFT, local_postings
 
 if TYPE_CHECKING:
@@ -29,10 +37,26 @@ if TYPE_CHECKING:
 
 ARTIFACT_TYPE, ARTIFACT_FORMAT = "sparse_index", "numba"
 _ARRAYS = {"offsets": np.int64, "doc_ids": (np.uint16, np.int32), "weights": np.float32}
+INDEX_FILES = ("pt_meta.json", "lexicon.json", "docnos.npy", "blocks.npy", *_ARRAYS)
+_COUNTS = ("num_docs", "num_terms", "num_postings")
 
 
-class CorruptIndexError(RuntimeError):
+class CorruptIndexError(DiscoError, RuntimeError):
     """An index file is missing, truncated or inconsistent with ``pt_meta.json``."""
+
+
+def is_index_folder(path) -> bool:
+    """Whether ``path`` is a numba index folder this project wrote (and holds nothing else), so that
+    ``overwrite=True`` may replace it; indexes written before the marker existed are recognised by their files."""
+    if is_ours(path, ARTIFACT_TYPE):
+        return True
+    try:
+        meta = read_json(Path(path) / "pt_meta.json")
+    except (OSError, ValueError):
+        return False
+    names = {p.name for p in Path(path).iterdir()}
+    return (meta.get("type"), meta.get("format")) == (ARTIFACT_TYPE, ARTIFACT_FORMAT) and \
+        names <= {f + ".npy" if f in _ARRAYS else f for f in INDEX_FILES}
 
 
 class SparseIndex(pt.Artifact, pt.Indexer):
@@ -61,21 +85,27 @@ class SparseIndex(pt.Artifact, pt.Indexer):
         if not meta_file.exists():
             raise FileNotFoundError(f"no index at {self.path}: {meta_file} is missing (build it with .indexer())")
         try:
-            meta = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as e:
-            raise CorruptIndexError(f"{meta_file} is not valid JSON: {e}") from e
+            meta = read_json(meta_file, "index metadata")
+        except ValueError as e:
+            raise CorruptIndexError(str(e)) from e
         if (meta.get("type"), meta.get("format")) != (ARTIFACT_TYPE, ARTIFACT_FORMAT):
             raise CorruptIndexError(f"{self.path} holds a {meta.get('type')}.{meta.get('format')} artifact, "
                                     f"not a {ARTIFACT_TYPE}.{ARTIFACT_FORMAT} index")
+        bad = [k for k in _COUNTS if not isinstance(meta.get(k), int) or meta[k] < 0]
+        if bad:
+            raise CorruptIndexError(f"{meta_file} lacks valid {', '.join(bad)}: the index metadata is incomplete "
+                                    "or damaged; rebuild the index")
         return meta
 
     def indexer(self, *, vocab: Optional[str] = None, overwrite: bool = False,
-                verbose: Optional[bool] = None) -> "SparseIndexer":
-        """An indexer consuming ``docno`` and ``toks``. ``vocab``: the document encoder's vocabulary fingerprint."""
+                verbose: Optional[bool] = None, info: Optional[dict] = None) -> "SparseIndexer":
+        """An indexer consuming ``docno`` and ``toks``. ``vocab``: the document encoder's vocabulary fingerprint;
+        ``info``: provenance to record (``dataset``, ``doc_model``). ``overwrite`` replaces only an index this
+        project wrote."""
         from .writer import SparseIndexer
 
         return SparseIndexer(self, vocab=vocab, overwrite=overwrite,
-                             verbose=self.verbose if verbose is None else verbose)
+                             verbose=self.verbose if verbose is None else verbose, info=info)
 
     def index_inputs(self):
         return [["docno", "toks"]]
@@ -102,16 +132,18 @@ class SparseIndex(pt.Artifact, pt.Indexer):
             return self._data
         meta = self.meta
         path = Path(self.path)
+        if "files" in meta:  # sizes, and the hashes of the small files (indexes before checksums: no check)
+            check_files(path, meta["files"], CorruptIndexError)
         arrays = {}
         for name, dtype in _ARRAYS.items():
             arrays[name] = _load_array(path / f"{name}.npy", dtype)
         docnos = _load_array(path / "docnos.npy", None)
         try:
-            lexicon = json.loads((path / "lexicon.json").read_text())
+            lexicon = read_json(path / "lexicon.json", "index lexicon", list)
         except FileNotFoundError as e:
             raise CorruptIndexError(f"index file missing: {path / 'lexicon.json'}") from e
-        except json.JSONDecodeError as e:
-            raise CorruptIndexError(f"index file truncated or corrupt: {path / 'lexicon.json'} ({e})") from e
+        except ValueError as e:
+            raise CorruptIndexError(str(e)) from e
         expected = {"offsets": meta["num_terms"] + 1, "doc_ids": meta["num_postings"],
                     "weights": meta["num_postings"]}
         for name, n in expected.items():
@@ -128,6 +160,30 @@ class SparseIndex(pt.Artifact, pt.Indexer):
             arrays["blocks"] = _load_blocks(path, meta, arrays)
         self._data = (arrays, docnos, {t: i for i, t in enumerate(lexicon)})
         return self._data
+
+    def verify(self) -> dict:
+        """Check the whole index: every file against its recorded sha256, then the values (finite positive
+        weights, doc ids inside the collection, one entry per term). Raises :class:`CorruptIndexError` naming
+        the problem; returns what was checked."""
+        meta = self.meta
+        hashed = check_files(self.path, meta["files"], CorruptIndexError, full=True) if "files" in meta else 0
+        self._data = None
+        arrays, docnos, lexicon = self._load()
+        path = Path(self.path)
+        weights = arrays["weights"]
+        for start in range(0, len(weights), 1 << 24):
+            part = weights[start:start + (1 << 24)]
+            if not (np.isfinite(part).all() and (part > 0).all()):
+                raise CorruptIndexError(f"{path / 'weights.npy'} holds weights that are not finite and positive")
+        starts, ends = arrays["blocks"][:, -2], arrays["blocks"][:, -1]  # each term's postings in the last block
+        lengths = ends - starts
+        in_last = arrays["doc_ids"][np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())]
+        if len(in_last) and int(in_last.max()) >= len(docnos) - ((len(docnos) - 1) >> BLOCK_SHIFT << BLOCK_SHIFT):
+            raise CorruptIndexError(f"{path / 'doc_ids.npy'} holds doc ids beyond the {len(docnos)} documents")
+        if len(lexicon) != meta["num_terms"]:
+            raise CorruptIndexError(f"{path / 'lexicon.json'} lists a term twice")
+        return {"path": str(path), "files_hashed": hashed, "checksums": "files" in meta,
+                "num_docs": len(docnos), "num_terms": len(lexicon), "num_postings": len(weights)}
 
     def postings(self, term: str) -> Tuple[np.ndarray, np.ndarray]:
         """(global doc ids, weights) of one term's posting list; empty arrays for a term not in the index."""

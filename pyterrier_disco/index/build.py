@@ -1,8 +1,10 @@
 """Choosing, opening and building indexes: backends by name, dataset passages, the index cache folders."""
 import hashlib
-import json
 from pathlib import Path
 from typing import Iterator
+
+from .._folders import output_lock
+from .._utils import read_json
 
 from .artifact import CorruptIndexError, SparseIndex
 from .pisa import PisaBackend
@@ -26,18 +28,27 @@ def open_index(path, **kwargs):
     meta_file = Path(path) / "pt_meta.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
-    meta = json.loads(meta_file.read_text())
+    try:
+        meta = read_json(meta_file, "index metadata")
+    except ValueError as e:
+        raise CorruptIndexError(str(e)) from e
     if meta.get("format") not in BACKENDS:
         raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, not a "
                                 "numba or PISA sparse index")
-    return new_index(path, meta["format"], **kwargs)
+    index = new_index(path, meta["format"], **kwargs)
+    if isinstance(index, SparseIndex):
+        index.meta  # its checks, before any work
+    return index
 
 
 def dataset_docs(dataset) -> Iterator[dict]:
     """``{"docno", "text"}`` records of an ir_datasets dataset (given by id or object)."""
     import ir_datasets
 
-    ds = ir_datasets.load(dataset) if isinstance(dataset, str) else dataset
+    try:
+        ds = ir_datasets.load(dataset) if isinstance(dataset, str) else dataset
+    except KeyError as e:
+        raise ValueError(f"unknown dataset {dataset!r}: not registered with ir_datasets") from e
     if not ds.has_docs():
         raise ValueError(f"dataset {dataset!r} has no documents")
     for doc in ds.docs_iter():
@@ -52,9 +63,35 @@ def index_dataset(dataset, out, *, backend: str = "numba", splade=None, batch_si
     splade = splade if splade is not None else Splade()
     index = new_index(out, backend=backend, verbose=verbose)
     encoder = splade.doc_encoder(batch_size=batch_size, verbose=False)
-    indexer = index.indexer(vocab=splade.doc_model.vocab_fingerprint, overwrite=overwrite)
+    info = {"dataset": dataset if isinstance(dataset, str) else None, **doc_model_info(splade)}
+    indexer = index.indexer(vocab=splade.doc_model.vocab_fingerprint, overwrite=overwrite, info=info)
     (encoder >> indexer).index(dataset_docs(dataset))
     return index
+
+
+def doc_model_info(splade) -> dict:
+    """How an index records its document model: its source (``None``: the embedded SPLADE-tiny) and name."""
+    source = splade.doc_model.source
+    if source is not None and Path(source).is_dir():
+        source = str(Path(source).resolve())
+    return {"doc_model": source, "doc_model_name": splade.doc_model.name}
+
+
+def check_index_source(index, dataset: str, splade) -> None:
+    """Refuse an index built from another dataset or with another document model than ``splade``'s, as
+    recorded at indexing (indexes that recorded nothing pass; the vocabulary is checked at retrieval)."""
+    recorded = index.meta if isinstance(index, SparseIndex) else getattr(index, "info", {})
+    expected = {"dataset": dataset, **doc_model_info(splade)}
+    for key, what in (("dataset", "dataset"), ("doc_model", "document model")):
+        if key in recorded and recorded[key] != expected[key]:
+            name = recorded.get("doc_model_name") if key == "doc_model" else recorded[key]
+            wanted = expected["doc_model_name"] if key == "doc_model" else expected[key]
+            raise ValueError(f"{index.path} was built from the {what} {name!r}, not {wanted!r}: choose the "
+                             "index of this one (or leave --index out to use the cache)")
+    vocab = recorded.get("vocab")
+    if vocab and vocab != splade.doc_model.vocab_fingerprint:
+        raise ValueError(f"{index.path} was built with vocabulary {vocab}, but the document model "
+                         f"{splade.doc_model.name!r} has {splade.doc_model.vocab_fingerprint}")
 
 
 def index_folder(dataset: str, splade, root=None) -> Path:
@@ -79,8 +116,10 @@ def dataset_index(dataset: str, splade, index_dir=None, *, verbose: bool = True)
     if index_dir is None:
         index_dir = index_folder(dataset, splade)
     index = SparseIndex(index_dir, verbose=verbose)
-    if not index.built():
-        index_dataset(dataset, index_dir, splade=splade, verbose=verbose)
+    with output_lock(index_dir, wait=True):  # a concurrent build of the same index: wait for it, then reuse it
+        if not index.built():
+            index_dataset(dataset, index_dir, splade=splade, verbose=verbose)
+    check_index_source(index, dataset, splade)
     return index
 
 

@@ -5,8 +5,32 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from .._errors import InputTypeError
 from ._scoring import search
 from .artifact import SparseIndex
+
+
+def check_queries(inp: pd.DataFrame) -> None:
+    """Refuse, naming the rows, what would silently give wrong rankings: a qid on several rows (two ranked
+    lists under one qid), ``query_toks`` that are not dicts, negative or NaN weights (never retrieved)."""
+    dupes = inp["qid"].duplicated(keep=False)
+    if dupes.any():
+        first = inp["qid"][dupes].iloc[0]
+        rows = [i for i, d in enumerate(dupes) if d and inp["qid"].iloc[i] == first]
+        raise ValueError(f"qid {first!r} appears on rows {rows} ({int(dupes.sum())} rows share a qid): each query "
+                         "needs its own qid")
+    for i, (qid, toks) in enumerate(zip(inp["qid"], inp["query_toks"])):
+        if not isinstance(toks, dict):
+            raise InputTypeError(f"query_toks of query {qid!r} (row {i}) must be a dict term -> weight, got "
+                                 f"{type(toks).__name__}")
+        try:
+            weights = np.fromiter(toks.values(), np.float64, len(toks))
+        except (TypeError, ValueError):
+            weights = np.array([np.nan])
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            bad = {t: w for t, w in toks.items() if not (isinstance(w, (int, float, np.number)) and 0 <= w < np.inf)}
+            raise ValueError(f"query_toks of query {qid!r} (row {i}) hold negative, NaN, infinite or non-numeric "
+                             f"weights: {dict(list(bad.items())[:5])}")
 
 
 class SparseRetriever(pt.Transformer):
@@ -14,8 +38,10 @@ class SparseRetriever(pt.Transformer):
 
     def __init__(self, index: SparseIndex, num_results: int = 1000, *, vocab: Optional[str] = None,
                  threads: Optional[int] = None, verbose: bool = False):
-        if num_results < 1:
-            raise ValueError(f"num_results must be >= 1, got {num_results}")
+        if isinstance(num_results, bool) or not isinstance(num_results, (int, float, np.number)) or \
+                num_results < 1 or num_results != int(num_results):
+            raise ValueError(f"num_results must be a whole number >= 1, got {num_results!r}")
+        num_results = int(num_results)
         self.index = index
         self.num_results = num_results
         self.vocab = vocab
@@ -29,6 +55,7 @@ class SparseRetriever(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         pt.validate.query_frame(inp, extra_columns=["query_toks"], context=self)
+        check_queries(inp)
         arrays, docnos, lexicon = self.index._load()
         built_with = self.index.meta.get("vocab")
         asked_with = self.vocab or inp.attrs.get("vocab")  # the project's encoders stamp their frames
@@ -38,16 +65,17 @@ class SparseRetriever(pt.Transformer):
         queries = [self._query_arrays(toks, lexicon, qid) for qid, toks in zip(inp["qid"], inp["query_toks"])]
         asked = sum(1 for toks in inp["query_toks"] if toks)
         n_terms = sum(len(toks) for toks in inp["query_toks"])  # a SPLADE query always shares terms with an index
-        if (asked >= 5 or n_terms >= 20) and not any(len(t) for t, _ in queries):
+        if (asked >= 5 or n_terms >= 8) and not any(len(t) for t, _ in queries):
             raise ValueError(f"none of the terms of {asked} queries is in the index {self.index.path}: the queries "
                              "were probably encoded with another vocabulary than the documents")
         query_cols = [c for c in inp.columns if c not in ("docno", "score", "rank")]
         if not queries:
             return pd.DataFrame(columns=query_cols + ["docno", "score", "rank"])
-        doc_ids, scores, counts = search(arrays, len(docnos), queries, self.num_results, self.threads)
+        k = min(self.num_results, len(docnos))  # more than the collection: every document, no larger buffers
+        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, self.threads)
         rows = np.repeat(np.arange(len(inp)), counts)
         ranks = np.concatenate([np.arange(c) for c in counts]) if len(rows) else np.empty(0, np.int64)
-        mask = np.arange(self.num_results)[None, :] < counts[:, None]
+        mask = np.arange(k)[None, :] < counts[:, None]
         out = inp.iloc[rows][query_cols].reset_index(drop=True)
         out["docno"] = docnos[doc_ids[mask]].astype(object)
         out["score"] = scores[mask]
@@ -56,8 +84,6 @@ class SparseRetriever(pt.Transformer):
 
     @staticmethod
     def _query_arrays(toks, lexicon: Dict[str, int], qid) -> Tuple[np.ndarray, np.ndarray]:
-        if not isinstance(toks, dict):
-            raise TypeError(f"query_toks of query {qid!r} must be a dict term -> weight, got {type(toks).__name__}")
         pairs = [(lexicon[t], w) for t, w in toks.items() if t in lexicon and w != 0]
         if not pairs:
             return np.empty(0, np.int64), np.empty(0, np.float64)

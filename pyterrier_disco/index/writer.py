@@ -1,15 +1,17 @@
 """Writing a :class:`~pyterrier_disco.index.SparseIndex`: the streaming indexer and ``index_from_csr``."""
 import json
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Mapping, Optional
 
 import numba
 import numpy as np
 import pyterrier as pt
 
-from .._utils import atomic_dir
+from .._checksums import manifest
+from .._errors import InputKeyError, InputTypeError
+from .._folders import MARKER, atomic_dir
 from ._scoring import BLOCK_DOCS, BLOCK_SHIFT, local_postings
-from .artifact import ARTIFACT_FORMAT, ARTIFACT_TYPE, SparseIndex
+from .artifact import ARTIFACT_FORMAT, ARTIFACT_TYPE, SparseIndex, is_index_folder
 
 
 class SparseIndexer(pt.Indexer):
@@ -17,14 +19,16 @@ class SparseIndexer(pt.Indexer):
 
     Postings are spilled to disk in chunks as documents arrive, then counting-sorted by term straight into
     memory-mapped output files, so memory stays at one chunk plus the lexicon whatever the collection size.
+    ``info``: provenance recorded in ``pt_meta.json`` (``dataset``, ``doc_model``).
     """
 
     CHUNK_POSTINGS = 1_000_000
 
     def __init__(self, index: SparseIndex, *, vocab: Optional[str] = None, overwrite: bool = False,
-                 verbose: bool = True):
+                 verbose: bool = True, info: Optional[Mapping] = None):
         self.index_ = index
         self.vocab = vocab
+        self.info = dict(info or {})
         self.overwrite = overwrite
         self.verbose = verbose
 
@@ -34,19 +38,21 @@ class SparseIndexer(pt.Indexer):
     def index(self, it: Iterable[dict]) -> SparseIndex:
         lexicon: Dict[str, int] = {}
         docnos: List[str] = []
-        with atomic_dir(self.index_.path, overwrite=self.overwrite) as tmp:
+        with atomic_dir(self.index_.path, self.overwrite, kind=ARTIFACT_TYPE, ours=is_index_folder) as tmp:
             chunks: List[Path] = []
             terms, docs, weights = [], [], []
             for record in pt.tqdm(it, desc="indexing", unit="doc", disable=not self.verbose):
                 if "docno" not in record or "toks" not in record:
-                    raise KeyError(f"indexing needs 'docno' and 'toks' fields; got {sorted(record)}")
+                    raise InputKeyError(f"indexing needs 'docno' and 'toks' fields; got {sorted(record)}")
                 toks = record["toks"]
                 if not isinstance(toks, dict):
-                    raise TypeError(f"'toks' of document {record['docno']!r} must be a dict term -> weight, "
-                                    f"got {type(toks).__name__}")
+                    raise InputTypeError(f"'toks' of document {record['docno']!r} must be a dict term -> weight, "
+                                         f"got {type(toks).__name__}")
                 doc_id = len(docnos)
                 docnos.append(str(record["docno"]))
                 positive = [(t, w) for t, w in toks.items() if w > 0]
+                if len(positive) < len(toks):
+                    _check_weights(toks, record["docno"])
                 terms.extend(lexicon.setdefault(t, len(lexicon)) for t, _ in positive)
                 weights.extend(w for _, w in positive)
                 docs.extend([doc_id] * len(positive))
@@ -57,15 +63,23 @@ class SparseIndexer(pt.Indexer):
                 raise ValueError("cannot build an index from zero documents")
             chunks.append(_spill(tmp, len(chunks), terms, docs, weights))
             _write_postings(tmp, chunks, len(lexicon), len(docnos))
-            _write_tables(tmp, docnos, list(lexicon), self.vocab)
+            _write_tables(tmp, docnos, list(lexicon), self.vocab, self.info)
         self.index_._data = None
         return self.index_
 
 
+def _check_weights(toks: dict, docno) -> None:
+    bad = {t: w for t, w in toks.items() if not w >= 0}  # NaN fails every comparison
+    if bad:
+        raise ValueError(f"document {docno!r} has negative or NaN weights: {dict(list(bad.items())[:5])}")
+
+
 def _spill(folder: Path, n: int, terms, docs, weights) -> Path:
     chunk = folder / f".chunk-{n}.npz"
-    np.savez(chunk, terms=np.asarray(terms, np.int32), docs=np.asarray(docs, np.int32),
-             weights=np.asarray(weights, np.float32))
+    weights = np.asarray(weights, np.float32)
+    if not np.isfinite(weights).all():
+        raise ValueError("a document has an infinite (or float32-overflowing) term weight")
+    np.savez(chunk, terms=np.asarray(terms, np.int32), docs=np.asarray(docs, np.int32), weights=weights)
     return chunk
 
 
@@ -110,13 +124,16 @@ def _scatter_postings(terms, docs, weights, cursor, next_block, blocks, out_docs
         cursor[t] = p + 1
 
 
-def _write_tables(folder: Path, docnos: List[str], lexicon: List[str], vocab: Optional[str]) -> None:
+def _write_tables(folder: Path, docnos: List[str], lexicon: List[str], vocab: Optional[str],
+                  info: Optional[Mapping] = None) -> None:
+    """The docnos, the lexicon and, last, ``pt_meta.json`` with the checksums of every other file."""
     offsets = np.load(folder / "offsets.npy", mmap_mode="r")
     np.save(folder / "docnos.npy", np.asarray(docnos, dtype=str))
     (folder / "lexicon.json").write_text(json.dumps(lexicon))
-    meta = {"type": ARTIFACT_TYPE, "format": ARTIFACT_FORMAT, "package_hint": "pyterrier-disco",
+    files = manifest(folder, [p.name for p in folder.iterdir() if p.name != MARKER])
+    meta = {**(info or {}), "type": ARTIFACT_TYPE, "format": ARTIFACT_FORMAT, "package_hint": "pyterrier-disco",
             "num_docs": len(docnos), "num_terms": len(lexicon), "num_postings": int(offsets[-1]), "vocab": vocab,
-            "block_docs": BLOCK_DOCS}
+            "block_docs": BLOCK_DOCS, "files": files}
     (folder / "pt_meta.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -132,7 +149,9 @@ def index_from_csr(path, matrix, docnos: List[str], terms: List[str], *, vocab: 
         raise ValueError(f"matrix shape {matrix.shape} does not match {len(docnos)} docnos x {len(terms)} terms")
     if matrix.nnz and matrix.data.min() < 0:
         raise ValueError("sparse index weights must be non-negative")
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    if matrix.nnz and not np.isfinite(matrix.data).all():
+        raise ValueError("sparse index weights must be finite")
+    with atomic_dir(path, overwrite, kind=ARTIFACT_TYPE, ours=is_index_folder) as tmp:
         offsets = matrix.indptr.astype(np.int64)
         blocks, local_ids = local_postings(offsets, matrix.indices.astype(np.int32), len(docnos))
         np.save(tmp / "offsets.npy", offsets)

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 import pyterrier as pt
 
+from .._errors import InputTypeError
 from .cache import RewriteCache, cache_key, open_cache
 from .prompt import first_line, is_junk
 
@@ -17,19 +18,19 @@ def _texts(frame: pd.DataFrame, column: str) -> List[str]:
     values = frame[column].tolist()
     for qid, value in zip(frame["qid"], values):
         if not isinstance(value, str):
-            raise TypeError(f"column '{column}' must hold strings, but qid {qid!r} holds "
-                            f"{type(value).__name__}: {value!r}")
+            raise InputTypeError(f"column '{column}' must hold strings, but qid {qid!r} holds "
+                                 f"{type(value).__name__}: {value!r}")
     return values
 
 
 def _histories(frame: pd.DataFrame) -> List[list]:
     histories = []
     for qid, history in zip(frame["qid"], frame["history"]):
-        if history is None or (isinstance(history, float) and pd.isna(history)):
+        if history is None:
             history = []
-        if not hasattr(history, "__iter__") or isinstance(history, (str, dict)):
-            raise TypeError(f"column 'history' must hold lists of {{'role', 'text'}} dicts, but qid {qid!r} "
-                            f"holds {type(history).__name__}")
+        if not hasattr(history, "__iter__") or isinstance(history, (str, dict)):  # NaN (a missing value) too
+            raise InputTypeError(f"column 'history' must hold lists of {{'role', 'text'}} dicts ([] or None for "
+                                 f"none), but qid {qid!r} holds {type(history).__name__}: {history!r}")
         histories.append(list(history))
     return histories
 

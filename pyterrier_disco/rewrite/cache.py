@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 
+from .._errors import DiscoError
 from .._utils import cache_dir
 
 
@@ -35,10 +36,15 @@ class RewriteCache:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            db = sqlite3.connect(str(self.path), timeout=60)
+        except sqlite3.Error as e:
+            raise _cache_error(self.path, e) from e
         try:
             with db:  # commits on success, rolls back on error
                 yield db
+        except sqlite3.DatabaseError as e:  # not a database, damaged, locked, read-only, disk full...
+            raise _cache_error(self.path, e) from e
         finally:
             db.close()
 
@@ -67,6 +73,13 @@ class RewriteCache:
     def __len__(self) -> int:
         with self._connect() as db:
             return db.execute("SELECT COUNT(*) FROM rewrites").fetchone()[0]
+
+
+def _cache_error(path: Path, e: sqlite3.Error) -> DiscoError:
+    damaged = "not a database" in str(e) or "malformed" in str(e)
+    what = ("move it away (it is not deleted for you) or pass another cache file" if damaged else
+            "check that the file and its folder are writable and the disk has space")
+    return DiscoError(f"the rewrite cache {path} cannot be used ({e}): {what}")
 
 
 def open_cache(cache: Union[bool, str, Path, RewriteCache, None]) -> Optional[RewriteCache]:

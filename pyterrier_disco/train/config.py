@@ -3,6 +3,8 @@
 The ``disco train`` command line is generated from these fields (their ``metadata``), so a choice or a
 default is defined once, here or in the library constant it points to.
 """
+import math
+import numbers
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Sequence
@@ -63,6 +65,34 @@ class TrainConfig:
                               "student imitates")
     cache_documents: bool = option(True, "encode each frozen candidate document once", cli=False)
 
+    def __post_init__(self):
+        """Refuse a nonsensical recipe before any work (a count below 1, a learning rate that is not > 0...)."""
+        problems = []
+        for f in fields(self):
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value not in choices:
+                problems.append(f"{f.name}={value!r} is not one of {', '.join(choices)}")
+            elif value is not None and not _is_a(value, field_type(f)):
+                problems.append(f"{f.name}={value!r} is not of type {field_type(f).__name__}")
+        if not problems:
+            problems = [f"{name}={getattr(self, name)!r} {rule}" for name, rule, ok in self._rules()
+                        if getattr(self, name) is not None and not ok(getattr(self, name))]
+        if problems:
+            raise ValueError("invalid training option(s): " + "; ".join(problems))
+
+    @staticmethod
+    def _rules():
+        at_least_1 = ("must be >= 1", lambda v: v >= 1)
+        positive = ("must be > 0", lambda v: 0 < v < math.inf)
+        return [(name, *at_least_1) for name in ("n_negatives", "epochs", "batch_size", "grad_accum", "max_steps",
+                                                "checkpoint_every")] + [
+            ("lr", *positive), ("infonce_tau", *positive),
+            ("infonce_weight", "must be >= 0", lambda v: 0 <= v < math.inf),
+            ("weight_decay", "must be >= 0", lambda v: 0 <= v < math.inf),
+            ("warmup_ratio", "must be in [0, 1)", lambda v: 0 <= v < 1),
+            ("seed", "must be >= 0", lambda v: v >= 0),
+            ("max_length", "must be >= 8 tokens", lambda v: v >= 8)]
+
     def loss_config(self) -> LossConfig:
         overrides = {k: v for k, v in (("weight", self.infonce_weight), ("tau", self.infonce_tau)) if v is not None}
         return LossConfig.preset(self.loss, **overrides)
@@ -89,3 +119,10 @@ def field_type(f) -> type:
     """The scalar type of a field: ``Optional[int]`` -> ``int``."""
     args = [a for a in typing.get_args(f.type) if a is not type(None)]
     return args[0] if args else f.type
+
+
+def _is_a(value, kind: type) -> bool:
+    """``value`` fits a field of type ``kind`` (an int is a float; a bool is not a number)."""
+    if kind in (int, float):
+        return isinstance(value, numbers.Integral if kind is int else numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, kind)

@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Union
 import pandas as pd
 import pyterrier as pt
 
+from pyterrier_disco._errors import InputKeyError, InputTypeError
 from pyterrier_disco._utils import atomic_file
 
 RUN_COLUMNS = ("qid", "docno", "score", "rank", "teacher")
@@ -26,9 +27,9 @@ def _rewriter(teacher: Union[str, pt.Transformer], conversations: pd.DataFrame) 
     if isinstance(teacher, pt.Transformer):
         return teacher
     if not isinstance(teacher, str):
-        raise TypeError(f"a teacher must be a pt.Transformer or a column name, got {type(teacher).__name__}")
+        raise InputTypeError(f"a teacher must be a pt.Transformer or a column name, got {type(teacher).__name__}")
     if teacher not in conversations.columns:
-        raise KeyError(f"teacher column {teacher!r} is not in the conversations (columns: "
+        raise InputKeyError(f"teacher column {teacher!r} is not in the conversations (columns: "
                        f"{', '.join(map(str, conversations.columns))})")
     try:
         from pyterrier_disco.rewrite import Column
@@ -115,26 +116,54 @@ def save_teacher_run(df: pd.DataFrame, path, metadata: Mapping = None) -> Path:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta)})
     path = Path(path)
+    if path.exists() and not path.is_dir() and not is_teacher_run(path):
+        raise FileExistsError(f"{path} exists and is not a teacher run: it is never replaced; choose another path")
     with atomic_file(path, "wb") as f:
         pq.write_table(table, f)
     return path
+
+
+def is_teacher_run(path) -> bool:
+    """Whether ``path`` is a teacher-run parquet file written by :func:`save_teacher_run`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return METADATA_KEY in (pq.read_schema(path).metadata or {})
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def load_teacher_run(path) -> pd.DataFrame:
     """Read a teacher run written by :func:`save_teacher_run`; metadata in ``attrs["teacher_run"]``."""
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
+    from pyterrier_disco._errors import CorruptFileError
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no teacher run at {path}")
-    table = pq.read_table(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a teacher-run parquet file")
+    try:
+        table = pq.read_table(path)
+    except pa.ArrowException as e:
+        raise CorruptFileError(f"{path} is not a readable parquet teacher run ({e})") from e
     df = table.to_pandas()
     _validate_run(df, str(path))
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise ValueError(f"{path}: no teacher-run metadata (document model, vocabulary) in the parquet schema; "
                          f"was it written by save_teacher_run?")
-    df.attrs["teacher_run"] = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+        doc_model_metadata(meta if isinstance(meta, Mapping) else {})  # the vocabulary fields must be there
+    except ValueError as e:
+        raise CorruptFileError(f"{path}: the teacher-run metadata is damaged or incomplete ({e}); rebuild the "
+                               "run with `disco teacher-run`") from e
+    df.attrs["teacher_run"] = meta
     return df
 
 

@@ -9,11 +9,13 @@ Output folder while training: ``run.json`` (the recipe), ``train_log.csv`` (loss
 folder and renamed). When training ends the student (safetensors, tokenizer, config) and its
 ``pt_meta.json`` are written; ``DiSCo.from_pretrained(out)`` loads it.
 """
+import contextlib
 import csv
+import errno
 import json
 import math
 import os
-import shutil
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,13 +27,18 @@ import pyterrier as pt
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from .._utils import atomic_dir, atomic_file, write_json
+from safetensors import SafetensorError
+
+from .._errors import CorruptFileError, InputKeyError
+from .._folders import atomic_dir, output_lock
+from .._utils import atomic_file, read_json
 from ..conversation import ConversationFormatter
 from ..encoders import SpladeModel
 from ..student import DiSCo
 from .checkpoint import adamw, rng_state, set_rng_state
 from .config import TrainConfig
 from .documents import DocSource, DocumentCache
+from .folder import TrainingFolder
 from .sampling import TrainingExample, build_examples
 from .teacher import check_teacher_run
 
@@ -48,16 +55,6 @@ def _plan(n_examples: int, config: TrainConfig) -> Dict[str, int]:
             "warmup_steps": math.ceil(config.warmup_ratio * total)}
 
 
-def _is_training_folder(folder: Path) -> bool:
-    """True when ``folder`` holds a DiSCo training run (``run.json``) or a trained DiSCo student."""
-    if (folder / "run.json").is_file():
-        return True
-    try:
-        return json.loads((folder / "pt_meta.json").read_text()).get("type") == "disco_student"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 class Trainer:
     """Trains a DiSCo student; see :func:`train` for the usual entry point."""
 
@@ -67,17 +64,18 @@ class Trainer:
                  provenance: Optional[dict] = None):
         self.config = config or TrainConfig()
         self.out = Path(out)
+        self.folder = TrainingFolder(self.out)
         self.verbose = verbose
         missing = [c for c in ("qid", "query", "history") if c not in conversations.columns]
         if missing:
-            raise KeyError(f"the conversation frame lacks column(s) {missing}")
+            raise InputKeyError(f"the conversation frame lacks column(s) {missing}")
         self.conversations = conversations.assign(qid=conversations["qid"].astype(str)).set_index("qid", drop=False)
         self.teacher_run = teacher_run
         self.qrels = qrels
         self.provenance = provenance or {}
         self.doc_model = doc_model if isinstance(doc_model, SpladeModel) else SpladeModel(doc_model, device=device)
         self.doc_model.requires_grad_(False)
-        if teacher_run.attrs.get("teacher_run"):
+        if "teacher_run" in teacher_run.attrs:  # a run without metadata (built in memory) is not checked
             check_teacher_run(teacher_run, self.doc_model)
         self.student = SpladeModel(base_model if base_model is not None else self.doc_model.name_or_path,
                                    device=device, max_length=self.config.max_length)
@@ -87,12 +85,14 @@ class Trainer:
         self.loss = self.config.loss_config()
         if self.loss.needs_teacher_queries and self.config.mse_teacher not in self.conversations.columns:
             rewrites = [str(c) for c in conversations.columns if "rewrite" in str(c).lower()]
-            raise KeyError(f"the mse loss imitates the rewrite column {self.config.mse_teacher!r} "
+            raise InputKeyError(f"the mse loss imitates the rewrite column {self.config.mse_teacher!r} "
                            "(TrainConfig.mse_teacher / --mse-teacher), which the conversation frame lacks; "
                            f"available rewrite columns: {', '.join(map(repr, rewrites)) or 'none'}")
         self.sparsity = self.config.sparsity_config()
         self.cache = DocumentCache(self.doc_model, docs, enabled=self.config.cache_documents)
         self.examples_of_epoch = {}
+        self._order = (None, None)
+        self._planned_epochs = 0
         self.plan = _plan(len(self.examples(0)), self.config)
 
     # -- data --------------------------------------------------------------------------------------
@@ -112,13 +112,25 @@ class Trainer:
         """Micro-batch ``micro`` of optimiser step ``step`` (0-based); the order is a seeded shuffle per epoch."""
         epoch, in_epoch = divmod(step, self.plan["steps_per_epoch"])
         examples = self.examples(epoch)
-        order = np.random.default_rng((self.config.seed, epoch, 1)).permutation(len(examples))
+        if self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng((self.config.seed, epoch, 1)).permutation(len(examples)))
+        order = self._order[1]
         b = in_epoch * self.config.grad_accum + micro
         return [examples[i] for i in order[b * self.config.batch_size:(b + 1) * self.config.batch_size]]
 
     def query_texts(self, batch: List[TrainingExample]) -> List[str]:
         rows = self.conversations.loc[[e.qid for e in batch]]
         return self.formatter.format_frame(rows, self.student.tokenizer)
+
+    def _plan_documents(self, step: int) -> None:
+        """Fix the document cache's encoding groups for every epoch up to ``step``'s, in order, so that a resumed
+        run encodes each document with the same other documents as an uninterrupted one."""
+        per_epoch, total = self.plan["steps_per_epoch"], self.plan["total_steps"]
+        while self.cache.enabled and self._planned_epochs <= step // per_epoch:
+            first = self._planned_epochs * per_epoch
+            self.cache.plan([d for e in self.batch(s, m) for d in e.docnos]
+                            for s in range(first, min(first + per_epoch, total)) for m in range(self.config.grad_accum))
+            self._planned_epochs += 1
 
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
@@ -143,6 +155,7 @@ class Trainer:
         over its non-empty micro-batches (the last step of an epoch may have fewer than ``grad_accum``).
         Returns the loss parts averaged the same way, for the log."""
         self.student.zero_grad(set_to_none=True)
+        self._plan_documents(step)
         batches = [b for b in (self.batch(step, m) for m in range(self.config.grad_accum)) if b]
         totals: Dict[str, float] = {}
         for batch in batches:
@@ -159,10 +172,12 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _checkpoints(self) -> List[Path]:
-        return sorted(self.out.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+        return self.folder.checkpoints()
 
     def save_checkpoint(self, step: int, optimizer, scheduler) -> None:
-        with atomic_dir(self.out / f"checkpoint-{step:07d}", overwrite=True) as tmp:
+        folder = self.out / f"checkpoint-{step:07d}"
+        with self._write_failure(f"the checkpoint of step {step}"), \
+                atomic_dir(folder, True, kind="disco_checkpoint") as tmp:
             save_model(self.student.mlm, str(tmp / "model.safetensors"))
             opt = optimizer.state_dict()
             save_file({f"{i}.{k}": v.contiguous() for i, st in opt["state"].items() for k, v in st.items()},
@@ -171,11 +186,17 @@ class Trainer:
             sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
             (tmp / "state.json").write_text(json.dumps(
                 {"step": step, "param_groups": opt["param_groups"], "scheduler": sched}))
-        for old in self._checkpoints()[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
+        self.folder.drop_checkpoints(keep=1)
 
     def load_checkpoint(self, path: Path, optimizer, scheduler) -> int:
-        state = json.loads((path / "state.json").read_text())
+        try:
+            return self._load_checkpoint(path, optimizer, scheduler)
+        except (ValueError, KeyError, SafetensorError) as e:
+            raise CorruptFileError(f"the checkpoint {path} is damaged ({type(e).__name__}: {e}); delete it and "
+                                   "rerun with --resume to train from the start, or pass --overwrite") from e
+
+    def _load_checkpoint(self, path: Path, optimizer, scheduler) -> int:
+        state = read_json(path / "state.json", "checkpoint state")
         load_model(self.student.mlm, str(path / "model.safetensors"), device=str(self.student.device))
         tensors = load_file(str(path / "optimizer.safetensors"))
         opt_state: Dict[int, dict] = {}
@@ -195,35 +216,7 @@ class Trainer:
 
     def _prepare_folder(self, resume: bool, overwrite: bool) -> bool:
         """Check the output folder; returns True when resuming from a checkpoint."""
-        run_file = self.out / "run.json"
-        recipe = self._recipe()
-        if self.out.exists() and not self.out.is_dir():
-            raise FileExistsError(f"{self.out} exists and is not a folder; choose another --out")
-        if self.out.exists() and any(self.out.iterdir()):
-            if overwrite:
-                if not _is_training_folder(self.out):
-                    raise FileExistsError(f"{self.out} is not empty and is not a DiSCo training folder (no run.json "
-                                          "nor a DiSCo student's pt_meta.json): --overwrite only replaces a "
-                                          "previous training run; choose another --out or empty it yourself")
-                shutil.rmtree(self.out)
-            elif not run_file.exists():
-                raise FileExistsError(f"{self.out} exists and is not a DiSCo training folder; "
-                                      "choose another --out or pass --overwrite")
-            else:
-                previous = json.loads(run_file.read_text())
-                if previous != json.loads(json.dumps(recipe)):
-                    raise FileExistsError(f"{self.out} holds a different training run (see {run_file}); "
-                                          "choose another --out or pass --overwrite")
-                if (self.out / "pt_meta.json").exists():
-                    raise FileExistsError(f"{self.out} already holds this trained student; pass --overwrite "
-                                          "to train it again")
-                if not resume:
-                    raise FileExistsError(f"{self.out} holds an unfinished run of this recipe: pass --resume to "
-                                          "continue it or --overwrite to start again")
-                return bool(self._checkpoints())
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json(run_file, recipe)
-        return False
+        return self.folder.prepare(json.loads(json.dumps(self._recipe())), resume, overwrite)
 
     def _log_writer(self, resumed_step: int):
         log_file = self.out / "train_log.csv"
@@ -244,6 +237,10 @@ class Trainer:
 
         ``time_budget_s`` stops early (saving the student as it is) once that much time has passed.
         """
+        with output_lock(self.out):  # one writer per output folder
+            return self._train(resume, overwrite, time_budget_s)
+
+    def _train(self, resume: bool, overwrite: bool, time_budget_s: Optional[float]) -> DiSCo:
         cfg, plan = self.config, self.plan
         resuming = self._prepare_folder(resume, overwrite)
         torch.manual_seed(cfg.seed)
@@ -277,27 +274,39 @@ class Trainer:
             log_file.close()
         self.student.mlm.eval()
         self.save_student(step)
-        return DiSCo(self.student, self.doc_model, formatter=self.formatter,
-                     meta=json.loads((self.out / "pt_meta.json").read_text()))
+        student = DiSCo(self.student, self.doc_model, formatter=self.formatter,
+                        meta=read_json(self.out / "pt_meta.json"))
+        student.path = self.out
+        return student
 
     def save_student(self, step: int) -> None:
-        tmp = Path(str(self.out) + ".student.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.student.save(tmp)
-        for f in tmp.iterdir():
-            os.replace(f, self.out / f.name)
-        tmp.rmdir()
+        """Write the student (atomically: ``pt_meta.json`` last) and only then drop the checkpoints."""
         formatter = {"include_responses": self.formatter.include_responses,
                      "max_response_tokens": self.formatter.max_response_tokens,
                      "max_length": self.formatter.max_length, "sep": self.formatter.sep}
-        write_json(self.out / "pt_meta.json", {
-            "type": "disco_student", "format": "hf", "package_hint": "pyterrier-disco",
-            "name": f"DiSCo({self.out.name})", "doc_model": self.doc_model.source,
-            "max_length": self.config.max_length, "formatter": formatter, "steps": step,
-            "recipe": self._recipe()})
-        for ckpt in self._checkpoints():
-            shutil.rmtree(ckpt, ignore_errors=True)
+        meta = {"type": "disco_student", "format": "hf", "package_hint": "pyterrier-disco",
+                "name": f"DiSCo({self.out.name})", "doc_model": self.doc_model.source,
+                "max_length": self.config.max_length, "formatter": formatter, "steps": step,
+                "recipe": self._recipe()}
+        with self._write_failure("the trained student"):
+            self.folder.commit_student(self.student.save, meta)
+
+    @contextlib.contextmanager
+    def _write_failure(self, what: str):
+        """A failed write (a full disk: OSError, or SafetensorError from safetensors) says what is kept."""
+        try:
+            yield
+        except (OSError, SafetensorError) as e:
+            kept = self._checkpoints()
+            then = (f"the last checkpoint ({kept[-1].name}) is kept: fix this and rerun with --resume"
+                    if kept else "no checkpoint is kept")
+            code, reason = getattr(e, "errno", None), getattr(e, "strerror", None) or str(e)
+            found = re.search(r"\(os error (\d+)\)|Os \{ code: (\d+)", str(e))  # how safetensors reports it
+            if code is None and found:
+                code = int(found.group(1) or found.group(2))
+                reason = os.strerror(code)
+            raise OSError(code or errno.EIO, f"{what} could not be written ({reason}); {then}",
+                          getattr(e, "filename", None) or str(self.out)) from e
 
 
 def train(conversations: pd.DataFrame, teacher_run: pd.DataFrame, docs: DocSource, out, *,

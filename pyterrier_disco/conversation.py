@@ -86,6 +86,11 @@ class ConversationFormatter:
                            f"(build frames with pyterrier_disco.conversations(...))")
         return [self(q, h, tokenizer) for q, h in zip(df["query"], df["history"])]
 
+    def settings(self) -> dict:
+        """The constructor arguments, JSON-able (stored in a student's ``pt_meta.json``)."""
+        return {"include_responses": self.include_responses, "max_response_tokens": self.max_response_tokens,
+                "max_length": self.max_length, "sep": self.sep}
+
     def __repr__(self):
         return (f"ConversationFormatter(include_responses={self.include_responses}, "
                 f"max_response_tokens={self.max_response_tokens}, max_length={self.max_length}, sep={self.sep!r})")

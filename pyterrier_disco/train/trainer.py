@@ -277,8 +277,8 @@ class Trainer:
             log_file.close()
         self.student.mlm.eval()
         self.save_student(step)
-        return DiSCo(self.student, self.doc_model, formatter=self.formatter,
-                     meta=json.loads((self.out / "pt_meta.json").read_text()))
+        return DiSCo.from_models(self.student, self.doc_model, formatter=self.formatter, path=self.out,
+                                 meta=json.loads((self.out / "pt_meta.json").read_text()))
 
     def save_student(self, step: int) -> None:
         tmp = Path(str(self.out) + ".student.tmp")

@@ -23,7 +23,7 @@ class SparseIndexer(pt.Indexer):
 
     def __init__(self, index: SparseIndex, *, vocab: Optional[str] = None, overwrite: bool = False,
                  verbose: bool = True):
-        self.index_ = index
+        self._index = index
         self.vocab = vocab
         self.overwrite = overwrite
         self.verbose = verbose
@@ -34,7 +34,7 @@ class SparseIndexer(pt.Indexer):
     def index(self, it: Iterable[dict]) -> SparseIndex:
         lexicon: Dict[str, int] = {}
         docnos: List[str] = []
-        with atomic_dir(self.index_.path, overwrite=self.overwrite) as tmp:
+        with atomic_dir(self._index.path, overwrite=self.overwrite) as tmp:
             chunks: List[Path] = []
             terms, docs, weights = [], [], []
             for record in pt.tqdm(it, desc="indexing", unit="doc", disable=not self.verbose):
@@ -58,8 +58,8 @@ class SparseIndexer(pt.Indexer):
             chunks.append(_spill(tmp, len(chunks), terms, docs, weights))
             _write_postings(tmp, chunks, len(lexicon), len(docnos))
             _write_tables(tmp, docnos, list(lexicon), self.vocab)
-        self.index_._data = None
-        return self.index_
+        self._index._data = None
+        return self._index
 
 
 def _spill(folder: Path, n: int, terms, docs, weights) -> Path:

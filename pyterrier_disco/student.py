@@ -47,7 +47,10 @@ def read_meta(folder) -> dict:
             raise FileNotFoundError(f"{folder} is not a DiSCo student: it has neither pt_meta.json nor a masked-LM "
                                     "config.json (is training finished? resume it with --resume)")
         return {}
-    meta = json.loads(meta_file.read_text())
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{meta_file} is not valid JSON: {e}") from e
     if meta.get("type") != DiSCo.ARTIFACT_TYPE:
         raise ValueError(f"{folder} holds a {meta.get('type')!r} artifact, not a DiSCo student")
     return meta
@@ -152,5 +155,6 @@ def _hub_folder(repo_id: str, revision: Optional[str]) -> Path:
             folder = Path(snapshot_download(repo_id, revision=revision,
                                             allow_patterns=_HUB_FILES + ["pytorch_model.bin"]))
     except OSError as e:  # offline, unknown repository, network error: huggingface_hub's messages omit the id
-        raise FileNotFoundError(f"cannot get the DiSCo student {repo_id!r} from the Hugging Face hub: {e}") from e
+        raise FileNotFoundError(f"{repo_id!r} is neither a folder here nor a model we could get from the Hugging "
+                                f"Face hub: {e}") from e
     return folder

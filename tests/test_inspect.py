@@ -27,7 +27,8 @@ DOCS = pd.DataFrame({"docno": ["d1", "d2", "d3", "d4"], "text": [
     "An optician sells glasses and sunglasses; prices start at twenty euros.",
     "Sunscreen with a high SPF is advised when the UV index is high.",
     "The weather today is sunny with a light breeze."]})
-HISTORY = [{"role": "user", "text": "should I wear sunscreen?"}, {"role": "system", "text": "yes, the UV index is high."},
+HISTORY = [{"role": "user", "text": "should I wear sunscreen?"},
+           {"role": "system", "text": "yes, the UV index is high."},
            {"role": "user", "text": "do I need sunglasses?"}, {"role": "system", "text": "definitely."}]
 CONVERSATIONS = pd.DataFrame({"qid": ["1_1", "1_3"], "query": ["should I wear sunscreen?", "where can I buy them?"],
                               "history": [[], HISTORY],
@@ -50,7 +51,8 @@ def package_transformers():
     found = set()
     for module in pkgutil.walk_packages(pyterrier_disco.__path__, "pyterrier_disco."):
         for obj in vars(importlib.import_module(module.name)).values():
-            if isinstance(obj, type) and issubclass(obj, pt.Transformer) and obj.__module__.startswith("pyterrier_disco"):
+            if isinstance(obj, type) and issubclass(obj, pt.Transformer) \
+                    and obj.__module__.startswith("pyterrier_disco"):
                 found.add(_name(obj))
     return found
 
@@ -116,7 +118,8 @@ CASES = {
 }
 INDEXERS = {  # class -> (indexer, attributes to check)
     "pyterrier_disco.index.writer.SparseIndexer": lambda e, path: (
-        new_index(path).indexer(vocab="v"), {"index": Satisfies(lambda v: type(v).__name__ == "SparseIndex"), "vocab": "v"}),
+        new_index(path).indexer(vocab="v"),
+        {"index": Satisfies(lambda v: type(v).__name__ == "SparseIndex"), "vocab": "v"}),
     "pyterrier_disco.index.artifact.SparseIndex": lambda e, path: (new_index(path), {"path": path}),
     "pyterrier_disco.index.pisa._GuardedPisaIndexer": lambda e, path: (
         new_index(path, backend="pisa").indexer(overwrite=True), {"overwrite": True}),

@@ -115,7 +115,7 @@ def test_hub_id_loads_a_snapshot(plain, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a folder, nor a hub id"):
         DiSCo.from_pretrained(plain / "missing" / "folder")
     monkeypatch.undo()  # the real hub client, offline in the tests: the error names the student
-    with pytest.raises(FileNotFoundError, match="'slupart/splade-disco-human' from the Hugging Face hub"):
+    with pytest.raises(FileNotFoundError, match="'slupart/splade-disco-human' is neither a folder here nor"):
         DiSCo.from_pretrained("slupart/splade-disco-human")
 
 
@@ -136,6 +136,9 @@ def test_bad_folders(plain, tmp_path):
     index_like = Path(shutil.copytree(plain, tmp_path / "other"))
     (index_like / "pt_meta.json").write_text(json.dumps({"type": "sparse_index", "format": "numba"}))
     with pytest.raises(ValueError, match="'sparse_index' artifact, not a DiSCo student"):
+        DiSCo.from_pretrained(index_like)
+    (index_like / "pt_meta.json").write_text('{"type": "disco_student", ')
+    with pytest.raises(ValueError, match="pt_meta.json is not valid JSON"):
         DiSCo.from_pretrained(index_like)
 
 

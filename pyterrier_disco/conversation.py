@@ -102,6 +102,11 @@ class ConversationFormatter:
                 raise (InputTypeError if isinstance(e, TypeError) else ValueError)(f"{where}: {e}") from e
         return texts
 
+    def settings(self) -> dict:
+        """The constructor arguments, JSON-able (stored in a student's ``pt_meta.json``)."""
+        return {"include_responses": self.include_responses, "max_response_tokens": self.max_response_tokens,
+                "max_length": self.max_length, "sep": self.sep}
+
     def __repr__(self):
         return (f"ConversationFormatter(include_responses={self.include_responses}, "
                 f"max_response_tokens={self.max_response_tokens}, max_length={self.max_length}, sep={self.sep!r})")

@@ -268,15 +268,17 @@ def write_outputs(summary: pd.DataFrame, per_turn: pd.DataFrame, out_dir, *, plo
     with atomic_file(paths["json"]) as f:
         json.dump(summary_records(summary), f, indent=2)
     if plots:
-        from .plots import plot_by_depth, plot_tradeoff
+        from .plots import plot_by_depth, plot_tradeoff, significant_systems
 
         labels = dict(zip(summary["name"], summary["label"]))
+        baseline = labels.get(summary.attrs.get("baseline"))
         depth = per_turn.assign(system=per_turn["system"].map(labels))
         paths["depth_png"] = plot_by_depth(depth, out_dir / "by_depth.png", metric="RR",
-                                           title="Effectiveness and query length by conversation depth")
+                                           title="Effectiveness and query length by conversation depth",
+                                           significant=significant_systems(summary, "RR"), baseline=baseline)
         paths["tradeoff_png"] = plot_tradeoff(summary.assign(system=summary["label"]), out_dir / "tradeoff.png",
                                               x="ms_per_query", y="RR", log_x=bool((summary["ms_per_query"] > 0).all()),
-                                              title="Effectiveness vs. cost per query")
+                                              title="Effectiveness vs. cost per query", baseline=baseline)
     return paths
 
 

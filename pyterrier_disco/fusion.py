@@ -192,8 +192,15 @@ class Fusion(pt.Transformer):
     def subtransformers(self) -> Dict[str, List[pt.Transformer]]:
         return {"pipelines": list(self.pipelines)}
 
+    def fuse_rank_cutoff(self, k: int) -> Optional["Fusion"]:
+        """``fusion % k`` as a fusion keeping ``k`` documents per query (the pipelines still return all theirs:
+        a document below their top ``k`` can still make the fused top ``k``)."""
+        if self.num_results is None or k < self.num_results:
+            return pt.inspect.transformer_apply_attributes(self, num_results=k)
+        return None
+
     def transform_inputs(self) -> List[List[str]]:
-        """Column sets that satisfy every pipeline (the union of one accepted set per pipeline)."""
+        """Column sets that satisfy every pipeline (the union of one accepted set per pipeline), with ``qid``."""
         configs: Optional[List[List[str]]] = None
         for p in self.pipelines:
             accepted = pt.inspect.transformer_inputs(p, strict=False)
@@ -203,11 +210,17 @@ class Fusion(pt.Transformer):
                 configs = [list(c) for c in accepted]
             else:
                 configs = [list(dict.fromkeys(a + list(b))) for a in configs for b in accepted]
-        configs = configs or [["qid", "query"]]
+        # fusion groups by qid whatever the pipelines read (a query encoder alone needs only ``query``)
+        configs = [list(dict.fromkeys(["qid", *c])) for c in configs or [["query"]]]
         unique = {tuple(sorted(c)): c for c in reversed(configs)}  # keep the first of equal sets
         return [c for c in configs if unique.get(tuple(sorted(c))) is c]
 
     def transform_outputs(self, input_columns: List[str]) -> List[str]:
+        for p in self.pipelines:  # a column some pipeline needs is missing: its InputValidationError
+            try:
+                pt.inspect.transformer_outputs(p, input_columns)
+            except pt.inspect.InspectError:
+                pass  # a pipeline that cannot be inspected
         return self._carried_columns(input_columns) + ["docno", "score", "rank"]
 
     @staticmethod

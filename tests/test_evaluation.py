@@ -39,7 +39,7 @@ def test_compare_measures_and_efficiency_against_independent_computations(mini, 
     index, topics, qrels = mini
     qrels = qrels[qrels["qid"].isin(topics["qid"])]
     splade = disco.Splade(splade_model)
-    untrained = disco.DiSCo(splade_model)
+    untrained = disco.DiSCo.from_models(splade_model)
     systems = standard_systems(["raw", "fc", "human", "disco", "fusion"], splade, students={"untrained": untrained},
                                llm=Column("human_rewrite"))
     summary, per_turn = compare(systems, topics, qrels, index, verbose=False)
@@ -136,7 +136,7 @@ def test_rewrites_all_cached_load_no_model(mini, splade_model, tmp_path):
     assert len(RewriteCache(cache)) == len(topics)  # the warm-up generation is not cached either
     again = SlowLoadingRewriter(5.0, cache=cache)
     summary, _ = compare(standard_systems(["llm", "fusion"], splade, llm=again,
-                                          students={"untrained": disco.DiSCo(splade_model)}),
+                                          students={"untrained": disco.DiSCo.from_models(splade_model)}),
                          topics, qrels, index, baseline=None, verbose=False)
     assert again.generate_calls == 0 and not again.loaded and again.llm_calls == 0
     assert summary.set_index("name").loc["llm", "llm_calls_per_query"] == 1

@@ -437,7 +437,7 @@ def test_indexes_and_topic_files_that_do_not_fit_are_named(tmp_path, monkeypatch
     (tmp_path / "ikat").mkdir()
     (tmp_path / "ikat" / "topics.json").write_text('[{"number": 1, "turns": [')
     with pytest.raises(CorruptFileError, match="topics.json is not valid JSON"):
-        OfficialFile("ikat", "topics.json").load_json()
+        OfficialFile("ikat", "topics.json", urls=[], expected={}).load_json()
 
 
 def test_bugs_keep_their_traceback(monkeypatch, tmp_path, capsys):

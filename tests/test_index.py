@@ -140,6 +140,43 @@ def test_pisa_open_index_and_overwrite(tmp_path):
     assert isinstance(open_index(small_index(tmp_path / "n", DOCS).path), SparseIndex)
 
 
+class ElsewhereIndex(pt.Artifact):
+    """Another package's sparse_index format."""
+
+    def __init__(self, path, verbose=True):
+        super().__init__(path)
+        self.verbose = verbose
+
+
+def test_open_index_defers_to_the_artifact_registry(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from pyterrier_disco.index import open_index
+
+    index = small_index(tmp_path / "n", DOCS)
+    assert type(pt.Artifact.load(str(index.path))) is SparseIndex
+    assert open_index(index.path, threads=3).threads == 3  # kwargs reach the artifact's constructor
+    # another package's sparse_index format opens through its entry point (e.g. a sharded index)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pt_meta.json").write_text(json.dumps({"type": "sparse_index", "format": "elsewhere"}))
+    with pytest.raises(CorruptIndexError, match="sparse_index.elsewhere.*No implementation"):
+        open_index(other)
+    registered = pt.utils.entry_points("pyterrier.artifact") + (
+        EntryPoint("sparse_index.elsewhere", f"{__name__}:ElsewhereIndex", "pyterrier.artifact"),)
+    monkeypatch.setattr(pt.utils, "entry_points", lambda group: registered if group == "pyterrier.artifact" else ())
+    opened = open_index(other, verbose=False)
+    assert type(opened) is ElsewhereIndex and opened.path == other and opened.verbose is False
+    (other / "pt_meta.json").write_text(json.dumps({"type": "disco_student", "format": "hf"}))
+    with pytest.raises(CorruptIndexError, match="disco_student.hf artifact, not a sparse index"):
+        open_index(other)
+    (other / "pt_meta.json").write_text("{")
+    with pytest.raises(CorruptIndexError, match="not valid JSON"):
+        open_index(other)
+    with pytest.raises(FileNotFoundError, match="pt_meta.json is missing"):
+        open_index(tmp_path / "nothing")
+
+
 def test_pisa_refuses_all_empty_documents(tmp_path):
     pisa = new_index(tmp_path / "p", backend="pisa", verbose=False)
     with pytest.raises(ValueError, match="empty"):

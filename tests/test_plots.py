@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from pyterrier_disco.plots import _depth_bins, depth_table, plot_by_depth, plot_tradeoff
+from matplotlib.text import Text
+
+from pyterrier_disco.plots import (_depth_bins, depth_figure, depth_table, plot_by_depth, plot_tradeoff,
+                                   significant_systems, tradeoff_figure)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -101,3 +104,76 @@ def test_failed_write_leaves_no_file_and_keeps_old(tmp_path, monkeypatch):
         plot_by_depth(_per_turn(), tmp_path / "depth.png")
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["tradeoff.png"]
+
+
+def _label_boxes(fig):
+    """Display-space boxes of the trade-off labels (the text alone, without leader lines)."""
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = []
+    for text in ax.texts:
+        text.update_positions(renderer)
+        boxes.append(Text.get_window_extent(text, renderer))
+    return ax, renderer, boxes
+
+
+def _crowded_summary(n, seed):
+    """Systems with long names, several nearly on top of each other, some at the edges of the data."""
+    rng = np.random.default_rng(seed)
+    names = [f"DiSCo student {'+teacher' * int(rng.integers(0, 4))} #{i}" for i in range(n)]
+    flops = np.r_[[2.0, 2.02, 2.05], rng.uniform(0.4, 4.0, n - 3)]
+    recall = np.r_[[0.70, 0.705, 0.698], rng.uniform(0.40, 0.90, n - 3)]
+    return pd.DataFrame({"system": names, "FLOPs": flops, "R@100": recall,
+                         "R@100 reject": [i % 2 == 0 for i in range(n)]})
+
+
+@pytest.mark.parametrize("n, seed", [(3, 0), (7, 1), (9, 2), (12, 3), (15, 4)])
+def test_tradeoff_labels_neither_collide_nor_leave_the_axes(n, seed):
+    summary = _crowded_summary(n, seed)
+    fig = tradeoff_figure(summary, x="FLOPs", y="R@100", baseline="SPLADE")
+    ax, renderer, boxes = _label_boxes(fig)
+    assert len(boxes) == n
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1:]), f"label {i} overlaps another"
+    area, page = ax.get_window_extent(renderer), fig.bbox
+    for box in boxes:
+        assert area.x0 <= box.x0 and box.x1 <= area.x1 and area.y0 <= box.y0 and box.y1 <= area.y1
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+    points = ax.transData.transform(summary[["FLOPs", "R@100"]].to_numpy())
+    for box in boxes:  # no label hides a point
+        assert not any(box.contains(px, py) for px, py in points)
+    # every label is anchored (its leader line drawn) at its own system's point, marked when significant
+    rows = summary.set_index("system")
+    for text in ax.texts:
+        name = text.get_text().removesuffix(" *")
+        assert text.get_text().endswith(" *") == rows.loc[name, "R@100 reject"]
+        assert text.xy == (rows.loc[name, "FLOPs"], rows.loc[name, "R@100"])
+
+
+def test_significance_marks_on_both_figures(tmp_path):
+    summary = _summary().assign(**{"R@100 reject": [True, np.nan, False]})
+    assert significant_systems(summary, "R@100", "system") == {"DiSCo"}
+    assert significant_systems(summary, "RR", "system") == set()  # no test of RR: no marks
+    fig = tradeoff_figure(summary, x="FLOPs", y="R@100", baseline="SPLADE-raw")
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["DiSCo *", "LLM-rewrite", "SPLADE-raw"]
+    notes = [t.get_text() for t in fig.texts]
+    assert notes == ["* significantly different from 'SPLADE-raw' over all turns (paired t-test, "
+                     "Bonferroni-corrected)"]
+    assert not tradeoff_figure(_summary(), x="FLOPs", y="R@100").texts  # no test, no note
+
+    depth = depth_figure(_per_turn(), significant={"DiSCo"}, baseline="SPLADE-raw")
+    assert sorted(t.get_text() for t in depth.legends[0].get_texts()) == ["DiSCo *", "SPLADE-raw", "T5-rewrite"]
+    assert [t.get_text() for t in depth.texts] == notes
+
+
+def test_by_depth_ticks_give_the_number_of_turns():
+    per_turn = _per_turn()
+    per_turn = per_turn[~((per_turn["system"] == "T5-rewrite") & (per_turn["turn"] == 10))]  # one system short
+    fig = depth_figure(per_turn, max_turn=8)
+    for ax in fig.axes[:2]:
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        # _per_turn: 4 conversations of 11 turns per system; depth 8+ pools turns 8, 9, 10
+        assert ticks[:8] == [f"{d}\nn=4" for d in range(8)]
+        assert ticks[8] == "8+\nn=8-12"
+    table = depth_table(per_turn, max_turn=8).set_index(["system", "depth"])
+    assert table.loc[("DiSCo", "8+"), "n"] == 12 and table.loc[("T5-rewrite", "8+"), "n"] == 8

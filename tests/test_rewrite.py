@@ -211,7 +211,7 @@ def test_local_folder_model_and_long_history(smollm, ikat_data):
 
 def test_junk_and_empty_outputs_fall_back(smollm, monkeypatch):
     rewriter = LLMRewriter(smollm.load_from, policy="rewrite", cache=False)
-    backend = rewriter.backend
+    backend = rewriter.generator
     replies = ["", "# Example 3:", prompt_mod.EXAMPLE_REWRITE, "\nWho designed the Eiffel Tower?\nuser: x"]
 
     def fake_generate(input_ids, attention_mask=None, **kwargs):  # the model "writes" the replies above

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyterrier as pt
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -67,6 +68,7 @@ def test_short_training_lowers_kld_and_the_student_reloads(setup, tmp_path, spla
     for x, y in zip(a, b):
         assert x.keys() == y.keys() and list(x.values()) == pytest.approx(list(y.values()), abs=1e-5)
     assert reloaded.meta["recipe"]["config"]["loss"] == "kld"
+    assert student.path == tmp_path / "student" and type(pt.Artifact.load(str(student.path))) is disco.DiSCo
     assert not list((tmp_path / "student").glob("checkpoint-*"))
 
 

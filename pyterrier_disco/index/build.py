@@ -23,8 +23,18 @@ def new_index(path, backend: str = "numba", **kwargs):
     raise ValueError(f"unknown index backend {backend!r}: choose {' or '.join(map(repr, BACKENDS))}")
 
 
+# Artifacts served behind the project's own index interface, by "type.format". pyterrier-pisa registers
+# ``sparse_index.pisa`` as its PisaIndex, whose retriever prints to stdout, whose indexer kills the process on
+# all-empty documents and which has no ``vocab``/``overwrite`` knobs: PisaBackend adds those over it.
+WRAPPERS = {"sparse_index.pisa": PisaBackend}
+
+
 def open_index(path, **kwargs):
-    """Open an existing index folder of either backend, by its ``pt_meta.json``."""
+    """Open an existing index folder, whatever its backend, by its ``pt_meta.json``: ``pt.Artifact.load`` opens
+    any registered ``sparse_index`` artifact (``numba``: :class:`SparseIndex`; other packages may register more),
+    except those in :data:`WRAPPERS` (PISA: :class:`PisaBackend`). ``kwargs`` go to the index's constructor."""
+    import pyterrier as pt
+
     meta_file = Path(path) / "pt_meta.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
@@ -32,10 +42,15 @@ def open_index(path, **kwargs):
         meta = read_json(meta_file, "index metadata")
     except ValueError as e:
         raise CorruptIndexError(str(e)) from e
-    if meta.get("format") not in BACKENDS:
-        raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, not a "
-                                "numba or PISA sparse index")
-    index = new_index(path, meta["format"], **kwargs)
+    kind = f"{meta.get('type')}.{meta.get('format')}"
+    if meta.get("type") != "sparse_index":
+        raise CorruptIndexError(f"{path} holds a {kind} artifact, not a sparse index")
+    if kind in WRAPPERS:
+        return WRAPPERS[kind](path, **kwargs)
+    try:
+        index = pt.Artifact.load(str(path), **kwargs)
+    except ValueError as e:  # no package registers this format
+        raise CorruptIndexError(f"cannot open the {kind} index at {path}: {e}") from e
     if isinstance(index, SparseIndex):
         index.meta  # its checks, before any work
     return index

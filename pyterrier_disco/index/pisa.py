@@ -101,6 +101,25 @@ class _QuietPisaRetriever(pt.Transformer):
         with _stdout_to_stderr(), _pisa_errors(self.path):
             return self.retriever(inp)
 
+    def transform_inputs(self):
+        return pt.inspect.transformer_inputs(self.retriever)
+
+    def transform_outputs(self, input_columns):
+        return pt.inspect.transformer_outputs(self.retriever, input_columns)
+
+    def apply_attributes(self, **kwargs) -> "_QuietPisaRetriever":
+        """``pt.inspect.transformer_apply_attributes``: ``retriever``, ``path``, ``vocab``, or the PISA retriever's own attributes
+        (``num_results``, ``threads``, ...) applied to it."""
+        retriever = kwargs.pop("retriever", self.retriever)
+        path, vocab = kwargs.pop("path", self.path), kwargs.pop("vocab", self.vocab)
+        if kwargs:
+            retriever = pt.inspect.transformer_apply_attributes(retriever, **kwargs)
+        return _QuietPisaRetriever(retriever, path, vocab)
+
+    def fuse_rank_cutoff(self, k: int) -> Optional["_QuietPisaRetriever"]:
+        inner = self.retriever.fuse_rank_cutoff(k)
+        return None if inner is None else _QuietPisaRetriever(inner, self.path, self.vocab)
+
     def __repr__(self):
         return repr(self.retriever)
 

@@ -49,8 +49,9 @@ class SparseRetriever(pt.Transformer):
         self.verbose = verbose
 
     def fuse_rank_cutoff(self, k: int) -> Optional["SparseRetriever"]:
+        """``retriever % k`` as one retriever of the top ``k`` (exact search: the same first ``k`` results)."""
         if k < self.num_results:
-            return SparseRetriever(self.index, k, vocab=self.vocab, threads=self.threads, verbose=self.verbose)
+            return pt.inspect.transformer_apply_attributes(self, num_results=k)
         return None
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:

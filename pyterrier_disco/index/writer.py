@@ -26,7 +26,7 @@ class SparseIndexer(pt.Indexer):
 
     def __init__(self, index: SparseIndex, *, vocab: Optional[str] = None, overwrite: bool = False,
                  verbose: bool = True, info: Optional[Mapping] = None):
-        self.index_ = index
+        self._index = index
         self.vocab = vocab
         self.info = dict(info or {})
         self.overwrite = overwrite
@@ -38,7 +38,7 @@ class SparseIndexer(pt.Indexer):
     def index(self, it: Iterable[dict]) -> SparseIndex:
         lexicon: Dict[str, int] = {}
         docnos: List[str] = []
-        with atomic_dir(self.index_.path, self.overwrite, kind=ARTIFACT_TYPE, ours=is_index_folder) as tmp:
+        with atomic_dir(self._index.path, self.overwrite, kind=ARTIFACT_TYPE, ours=is_index_folder) as tmp:
             chunks: List[Path] = []
             terms, docs, weights = [], [], []
             for record in pt.tqdm(it, desc="indexing", unit="doc", disable=not self.verbose):
@@ -64,8 +64,8 @@ class SparseIndexer(pt.Indexer):
             chunks.append(_spill(tmp, len(chunks), terms, docs, weights))
             _write_postings(tmp, chunks, len(lexicon), len(docnos))
             _write_tables(tmp, docnos, list(lexicon), self.vocab, self.info)
-        self.index_._data = None
-        return self.index_
+        self._index._data = None
+        return self._index
 
 
 def _check_weights(toks: dict, docno) -> None:

@@ -48,7 +48,7 @@ class QueryRewriter(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         with pt.validate.any(inp) as v:
-            v.query_frame(extra_columns=list(self.input_columns))
+            v.query_frame(extra_columns=["query", *self.input_columns])
         rewrites = self.rewrite(inp) if len(inp) else []
         out = pt.model.push_queries(inp)
         out["query"] = pd.Series(rewrites, index=out.index, dtype=object)
@@ -184,10 +184,13 @@ class RewriteColumns(pt.Transformer):
                 raise ValueError(f"column name {name!r} is reserved; choose another name for the rewrite")
         self.rewriters = dict(rewriters)
 
+    def subtransformers(self) -> Dict[str, pt.Transformer]:
+        return dict(self.rewriters)
+
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         with pt.validate.any(inp) as v:
-            v.query_frame(extra_columns=sorted({c for r in self.rewriters.values()
-                                               for c in getattr(r, "input_columns", ())}))
+            v.query_frame(extra_columns=["query", *sorted({c for r in self.rewriters.values()
+                                                         for c in getattr(r, "input_columns", ())})])
         out = inp.copy()
         for name, rewriter in self.rewriters.items():
             rewritten = rewriter(inp)

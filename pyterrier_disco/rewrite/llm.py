@@ -85,7 +85,8 @@ class LLMRewriter(GenerativeRewriter):
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if backend == "vllm" and importlib.util.find_spec("vllm") is None:
             raise ImportError(VLLM_MISSING)
-        self.backend_name = backend
+        self.model = model
+        self.backend = backend
         self.context = context
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
@@ -94,7 +95,7 @@ class LLMRewriter(GenerativeRewriter):
         self.device = device
         self.load_from, self.model_id = resolve_model(model)
         self._tokenizer = None
-        self._backend = None
+        self._generator = None  # the loaded backend, at the first generation (pt.inspect must not load it)
         # validate the context policy now rather than at the first transform
         PromptBuilder(context=context, max_response_words=max_response_words)
 
@@ -106,12 +107,13 @@ class LLMRewriter(GenerativeRewriter):
         return self._tokenizer
 
     @property
-    def backend(self):
-        if self._backend is None:
-            cls = TransformersBackend if self.backend_name == "transformers" else VLLMBackend
-            self._backend = cls(self.load_from, device=self.device, max_new_tokens=self.max_new_tokens,
-                                max_prompt_tokens=self.max_prompt_tokens)
-        return self._backend
+    def generator(self):
+        """The loaded backend (:class:`TransformersBackend` or :class:`VLLMBackend`)."""
+        if self._generator is None:
+            cls = TransformersBackend if self.backend == "transformers" else VLLMBackend
+            self._generator = cls(self.load_from, device=self.device, max_new_tokens=self.max_new_tokens,
+                                  max_prompt_tokens=self.max_prompt_tokens)
+        return self._generator
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
@@ -127,12 +129,12 @@ class LLMRewriter(GenerativeRewriter):
         return [build(u, h) for u, h in zip(utterances, histories)]
 
     def generate(self, inputs: List[str]) -> List[str]:
-        return self.backend.generate(inputs)
+        return self.generator.generate(inputs)
 
     def cache_settings(self) -> dict:
-        return {"rewriter": "llm", "model": self.model_id, "backend": self.backend_name,
+        return {"rewriter": "llm", "model": self.model_id, "backend": self.backend,
                 "max_new_tokens": self.max_new_tokens, "max_prompt_tokens": self.max_prompt_tokens}
 
     def __repr__(self):
-        return (f"LLMRewriter({self.model_id!r}, backend={self.backend_name!r}, context={self.context!r}, "
+        return (f"LLMRewriter({self.model_id!r}, backend={self.backend!r}, context={self.context!r}, "
                 f"policy={self.policy!r})")

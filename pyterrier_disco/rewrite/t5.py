@@ -39,22 +39,22 @@ class T5Rewriter(GenerativeRewriter):
                  max_new_tokens: int = 64, max_input_tokens: int = 512, policy: str = "rewrite",
                  batch_size: int = 8, device: Optional[str] = None, cache=True, verbose: bool = False):
         super().__init__(policy=policy, batch_size=batch_size, cache=cache, verbose=verbose)
-        self.model_name = str(model)
+        self.model = str(model)
         self.n_responses = n_responses
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.max_input_tokens = max_input_tokens
         self.device = device
-        self._model = None
+        self._seq2seq = None  # loaded at the first generation (not named _model: pt.inspect reads that as `model`)
         self._tokenizer = None
 
     def _load(self):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model)
         self._tokenizer.truncation_side = "left"
-        model = AutoModelForSeq2SeqLM.from_pretrained(self.model_name)
-        self._model = model.to(resolve_device(self.device)).eval()
+        model = AutoModelForSeq2SeqLM.from_pretrained(self.model)
+        self._seq2seq = model.to(resolve_device(self.device)).eval()
 
     def model_inputs(self, utterances, histories) -> List[str]:
         return [canard_input(u, h, self.n_responses) for u, h in zip(utterances, histories)]
@@ -62,18 +62,18 @@ class T5Rewriter(GenerativeRewriter):
     def generate(self, inputs: List[str]) -> List[str]:
         import torch
 
-        if self._model is None:
+        if self._seq2seq is None:
             self._load()
         enc = self._tokenizer(inputs, return_tensors="pt", padding=True, truncation=True,
-                              max_length=self.max_input_tokens, return_token_type_ids=False).to(self._model.device)
+                              max_length=self.max_input_tokens, return_token_type_ids=False).to(self._seq2seq.device)
         with torch.inference_mode():
-            out = self._model.generate(**enc, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
-                                       do_sample=False, early_stopping=self.num_beams > 1)
+            out = self._seq2seq.generate(**enc, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+                                         do_sample=False, early_stopping=self.num_beams > 1)
         return self._tokenizer.batch_decode(out, skip_special_tokens=True)
 
     def cache_settings(self) -> dict:
-        return {"rewriter": "seq2seq", "model": self.model_name, "num_beams": self.num_beams,
+        return {"rewriter": "seq2seq", "model": self.model, "num_beams": self.num_beams,
                 "max_new_tokens": self.max_new_tokens, "max_input_tokens": self.max_input_tokens}
 
     def __repr__(self):
-        return f"T5Rewriter({self.model_name!r}, n_responses={self.n_responses}, policy={self.policy!r})"
+        return f"T5Rewriter({self.model!r}, n_responses={self.n_responses}, policy={self.policy!r})"

@@ -274,10 +274,8 @@ class Trainer:
             log_file.close()
         self.student.mlm.eval()
         self.save_student(step)
-        student = DiSCo(self.student, self.doc_model, formatter=self.formatter,
-                        meta=read_json(self.out / "pt_meta.json"))
-        student.path = self.out
-        return student
+        return DiSCo.from_models(self.student, self.doc_model, formatter=self.formatter, path=self.out,
+                                 meta=read_json(self.out / "pt_meta.json"))
 
     def save_student(self, step: int) -> None:
         """Write the student (atomically: ``pt_meta.json`` last) and only then drop the checkpoints."""

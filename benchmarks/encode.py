@@ -4,7 +4,7 @@
 
 The plain approach materialises the (batch, tokens, vocab) logits, applies log1p(relu), masks and takes the
 max over tokens, batching passages in their given order. The project's encoder (``SpladeModel.encode``)
-sorts by length and never builds that tensor (see ``pyterrier_disco/splade_head.py``). Both run on the
+sorts by length and never builds that tensor (see ``pyterrier_disco/_splade_head.py``). Both run on the
 same real iKAT passages, alternating round by round; the vectors are compared entry by entry.
 """
 import argparse

@@ -20,7 +20,7 @@ Systems (each returns the top k of one query at a time):
 - ``reference_t1`` / ``reference_t2``: naver/splade's ``SparseRetrieval`` scorer used by DiSCo (``_reference.py``)
   with 1 / 2 numba threads;
 - ``scipy``: the query row (CSR) times the term-major document matrix, argpartition + sort;
-- ``numba_index_t1`` / ``numba_index_t2``: ``pyterrier_disco.index.search`` over ``index_from_csr``;
+- ``numba_index_t1`` / ``numba_index_t2``: ``pyterrier_disco.index._scoring.search`` over ``index_from_csr``;
 - ``pisa_<algorithm>``: pyterrier-pisa's quantised index (``toks_indexer``, scale 100) with block-max WAND,
   MaxScore and ranked_or, timed at ``_pisathon.retrieve`` (the call ``PisaRetrieve.transform`` makes; the pandas
   overhead of the transformer is reported separately); up to ``--pisa-max-docs`` documents only, as its
@@ -63,7 +63,7 @@ class Query(NamedTuple):
     terms: np.ndarray  # int64 vocabulary ids, ascending
     weights: np.ndarray  # float32
     row: sp.csr_matrix  # 1 x vocabulary, for scipy
-    weights64: np.ndarray  # float64, for pyterrier_disco.index.search
+    weights64: np.ndarray  # float64, for pyterrier_disco.index._scoring.search
     pisa_toks: Dict[str, float]  # term -> weight x PISA_SCALE (what PisaRetrieve.transform passes on)
 
 
@@ -169,7 +169,8 @@ def scipy_system(docs):
 
 
 def numba_index_system(docs, vocab, folder):
-    from pyterrier_disco.index import index_from_csr, search
+    from pyterrier_disco.index import index_from_csr
+    from pyterrier_disco.index._scoring import search
 
     def build():
         index = index_from_csr(folder, docs, [str(i) for i in range(docs.shape[0])], vocab)
@@ -418,7 +419,7 @@ def bench_size(n_docs: int, args, stats, queries, bandwidth, tmp: Path) -> dict:
 def batch_throughput(arrays, n_docs: int, queries, k: int, repeat: int) -> dict:
     """ms per query when all queries of a kind go to the numba index as one batch (a pt.Experiment's case):
     with 2 threads each thread takes its own queries; medians over ``repeat`` rounds, threads alternating."""
-    from pyterrier_disco.index import search
+    from pyterrier_disco.index._scoring import search
 
     out = {}
     for kind, qs in queries.items():

@@ -20,7 +20,7 @@ import numpy as np
 import _synthetic
 from _stats import machine, summary, target
 from pyterrier_disco import SparseIndex
-from pyterrier_disco.scoring import search
+from pyterrier_disco.index._scoring import search
 
 BLOCK = 50_000
 

@@ -23,7 +23,7 @@ import pyterrier_disco as disco
 from _stats import machine, summary, target
 from pyterrier_disco.index import index_dataset
 from pyterrier_disco.train import TrainConfig, Trainer, build_teacher_run
-from pyterrier_disco.train.trainer import adamw
+from pyterrier_disco.train.checkpoint import adamw
 
 DATASET = "disco-mini/train"
 

@@ -48,7 +48,7 @@ def teacher_run(dataset: str, teachers: Sequence[str], splade, index, work: Path
     """The teacher run of ``dataset`` for ``teachers`` (one parquet per teacher and document model, cached)."""
     import pandas as pd
 
-    from pyterrier_disco.evaluation import model_key
+    from pyterrier_disco.index import model_key
     from pyterrier_disco.train import (build_teacher_run, check_teacher_run, load_teacher_run, resolve_teachers,
                                        save_teacher_run)
 
@@ -124,7 +124,7 @@ def setup(args, dataset: str, doc_model=None):
     """``(work, splade, index)``: SPLADE with ``doc_model`` (a student's document model, loaded already)
     or ``--model``, and the index of ``dataset``'s passages under ``work/indexes``, one per document model."""
     import pyterrier_disco as disco
-    from pyterrier_disco.evaluation import dataset_index, index_folder
+    from pyterrier_disco.index import dataset_index, index_folder
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,28 @@ def packaged_file(distribution: str, relative: str, what: str, install: str) -> 
     return path
 
 
+def resolve_device(device=None):
+    """The torch device to run on: ``device`` when given (a device that does not exist here is a ValueError
+    naming it), else CUDA when available, else the CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown torch device {device!r}: {e}") from e
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} was asked for, but MPS is not available on this machine")
+    return resolved
+
+
 def cache_dir(*parts: str) -> Path:
     """The project's user cache folder (``$DISCO_CACHE_DIR`` or ``~/.cache/pyterrier_disco``), created on demand."""
     root = os.environ.get("DISCO_CACHE_DIR") or os.path.join(

@@ -26,6 +26,20 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
+def _add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
+    """One option per command-line field of a config dataclass, with its default, choices and help."""
+    from pyterrier_disco.train.config import field_type
+
+    for f, flag in config_cls.cli_fields():
+        metavar = None if f.metadata["choices"] else flag.lstrip("-").replace("-", "_").upper()
+        p.add_argument(flag, dest=f.name, type=field_type(f), default=f.default, choices=f.metadata["choices"],
+                       metavar=metavar, help=f.metadata["help"])
+
+
+def _config_from_args(args, config_cls):
+    return config_cls(**{f.name: getattr(args, f.name) for f, _ in config_cls.cli_fields()})
+
+
 def cmd_index(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.index import index_dataset
@@ -55,15 +69,9 @@ def cmd_train(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.datasets import doc_lookup, qrels
     from pyterrier_disco.train.teacher import load_teacher_run
-    from pyterrier_disco.train.trainer import TrainConfig, train
+    from pyterrier_disco.train import TrainConfig, train
 
-    config = TrainConfig(loss=args.loss, infonce_weight=args.infonce_weight, infonce_tau=args.infonce_tau,
-                         regularization=args.regularization, n_negatives=args.negatives, strategy=args.sampling,
-                         aggregate=args.aggregate, missing_positive=args.missing_positive, epochs=args.epochs,
-                         batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
-                         mse_teacher=args.mse_teacher)
+    config = _config_from_args(args, TrainConfig)
     frame = disco.conversations(args.dataset)
     run = load_teacher_run(args.teacher_run)
     try:
@@ -108,6 +116,9 @@ def cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pyterrier_disco.index import BACKENDS
+    from pyterrier_disco.train import LOSS_PRESETS, TrainConfig
+
     parser = argparse.ArgumentParser(prog="disco", description="DiSCo conversational sparse retrieval (PyTerrier)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -115,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     p.add_argument("--dataset", required=True, help="ir_datasets id, e.g. disco-mini/train or ikat/2023/train")
     p.add_argument("--out", required=True, help="index folder to create")
-    p.add_argument("--backend", choices=["numba", "pisa"], default="numba",
+    p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="numba: exact dot product (default); pisa: pyterrier-pisa, quantised weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     _add_model_args(p)
@@ -139,35 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="conversational ir_datasets id the teacher run was built on")
     p.add_argument("--teacher-run", required=True, help="parquet file from `disco teacher-run`")
     p.add_argument("--out", required=True, help="output folder: checkpoints while training, then the student")
-    p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"],
-                   help="disco: 0.99 KLD + 0.01 InfoNCE (tau 1, the DiSCo release); followup: 0.95 KLD + 0.05 "
-                        "InfoNCE (tau 0.05); kld: distillation only; mse: representation distillation of the "
-                        "human rewrite (ConvDR/coSPLADE); infonce: contrastive on qrels only (convSPLADE)")
-    p.add_argument("--infonce-weight", type=float, default=None, help="override the preset's InfoNCE weight w")
-    p.add_argument("--infonce-tau", type=float, default=None, help="override the preset's InfoNCE temperature")
-    p.add_argument("--regularization", default="off", choices=["off", "splade", "high", "higher", "highest"],
-                   help="FLOPS (documents) / L1 (queries) lambdas: off; splade 5e-4/1e-3; high 1e-3/5e-3; "
-                        "higher 1e-2/5e-2; highest 5e-2/1e-1 (quadratic warm-up)")
-    p.add_argument("--negatives", type=int, default=16, help="negatives per turn")
-    p.add_argument("--sampling", default="reference", choices=["reference", "top", "uniform"],
-                   help="reference: uniform over teacher ranks 10..960 (DiSCo code); top: next-best ranks; "
-                        "uniform: the whole teacher run")
-    p.add_argument("--aggregate", default="mean", choices=["mean", "min", "max"],
-                   help="multi-teacher score of a document, over the teachers that retrieved it")
-    p.add_argument("--missing-positive", default="skip", choices=["skip", "teacher_top"],
-                   help="turns without a qrels positive: skip them (DiSCo) or use the teacher's top document")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training turns (negatives re-drawn each)")
-    p.add_argument("--batch-size", type=int, default=10, help="turns per batch")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate (linear decay after the warm-up)")
-    p.add_argument("--warmup-ratio", type=float, default=0.01, help="fraction of the steps with a linear warm-up")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
-    p.add_argument("--max-length", type=int, default=256, help="conversation tokens the student reads")
-    p.add_argument("--mse-teacher", default="human_rewrite",
-                   help="with --loss mse: the rewrite column whose SPLADE vector the student imitates")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=42, help="seeds sampling, batch order, dropout: same seed, same weights")
+    _add_config_args(p, TrainConfig)
     p.add_argument("--model", default=None, help="document-side SPLADE (default: embedded SPLADE-tiny)")
     p.add_argument("--base-model", default=None, help="student start point (default: the document model)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available)")
@@ -198,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=10, help="training turns per batch")
     p.add_argument("--negatives", type=int, default=16, help="teacher-run negatives per training turn")
     p.add_argument("--lr", type=float, default=2e-4, help="above the paper's 2e-5: the demo trains for minutes")
-    p.add_argument("--loss", default="disco", choices=["disco", "followup", "kld", "mse", "infonce"],
+    p.add_argument("--loss", default="disco", choices=list(LOSS_PRESETS),
                    help="training loss preset (see `disco train --help`)")
     p.add_argument("--llm-train-turns", type=int, default=100,
                    help="training turns rewritten by the LLM teacher (about 1-3 s each on 2 CPU cores)")

@@ -96,7 +96,8 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     from the cache) and ``seconds`` (the wall time of each step).
     """
     from . import datasets
-    from .encoders import DiSCo, Splade
+    from .encoders import Splade
+    from .student import DiSCo
     from .evaluation import compare, format_table, standard_systems, write_outputs
     from .index import SparseIndex, index_dataset
     from .rewrite import LLMRewriter, RewriteColumns

@@ -16,8 +16,8 @@ import pyterrier as pt
 import scipy.sparse as sp
 import torch
 
-from ._utils import packaged_file
-from .splade_head import SpladeHead
+from ._utils import packaged_file, resolve_device
+from ._splade_head import SpladeHead
 
 DEFAULT_MAX_LENGTH = 256
 
@@ -29,10 +29,6 @@ def embedded_model_path() -> Path:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"the embedded SPLADE-tiny checkpoint is missing from {path}")
     return path
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_texts(values: Iterable, column: str) -> List[str]:
@@ -81,7 +77,7 @@ class SpladeModel(torch.nn.Module):
         with _quiet_loading():
             self.mlm = AutoModelForMaskedLM.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         self.max_length = max_length
-        self.device = torch.device(device or default_device())
+        self.device = resolve_device(device)
         self.autocast = (self.device.type == "cuda") if autocast is None else autocast
         self.mlm.to(self.device).eval()
         vocab = self.tokenizer.get_vocab()
@@ -321,43 +317,3 @@ class ConversationQueryEncoder(_Encoder):
     def input_texts(self, inp: pd.DataFrame) -> List[str]:
         check_texts(inp["query"], "query")
         return self.formatter.format_frame(inp, self.model.tokenizer)
-
-
-class DiSCo(Splade):
-    """A trained DiSCo student (conversation query encoder) with its document-side SPLADE.
-
-    >>> disco = DiSCo.from_pretrained("runs/student")
-    >>> pipeline = disco.query_encoder() >> index.retriever(num_results=100)
-    >>> pipeline(pyterrier_disco.conversations("ikat/2023/train"))
-    """
-
-    def __init__(self, query_model, doc_model=None, *, formatter=None, meta: Optional[dict] = None, **kwargs):
-        super().__init__(query_model, doc_model, **kwargs)
-        self.formatter = formatter
-        self.meta = meta or {}
-
-    @classmethod
-    def from_pretrained(cls, folder, *, device: Optional[str] = None, **kwargs) -> "DiSCo":
-        """Load a student folder written by :func:`pyterrier_disco.train.train`."""
-        import json
-
-        from .conversation import ConversationFormatter
-
-        meta_file = Path(folder) / "pt_meta.json"
-        if not meta_file.exists():
-            raise FileNotFoundError(f"{folder} is not a DiSCo student: {meta_file} is missing "
-                                    "(is training finished? resume it with --resume)")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("type") != "disco_student":
-            raise ValueError(f"{folder} holds a {meta.get('type')!r} artifact, not a DiSCo student")
-        student = SpladeModel(folder, device=device, max_length=meta.get("max_length", DEFAULT_MAX_LENGTH))
-        student.name = meta.get("name") or str(folder)
-        doc = SpladeModel(meta.get("doc_model"), device=device)
-        formatter = ConversationFormatter(**meta.get("formatter", {}))
-        return cls(student, doc, formatter=formatter, meta=meta, **kwargs)
-
-    def query_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
-        return self.conversation_encoder(self.formatter, batch_size, verbose)
-
-    def __repr__(self):
-        return f"DiSCo(query_model={self.query_model.name!r}, doc_model={self.doc_model.name!r})"

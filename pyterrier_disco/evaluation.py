@@ -280,40 +280,6 @@ def write_outputs(summary: pd.DataFrame, per_turn: pd.DataFrame, out_dir, *, plo
     return paths
 
 
-def index_folder(dataset: str, splade, root=None) -> Path:
-    """Where the index of ``dataset``'s passages encoded by ``splade``'s document model lives under ``root``
-    (default: the user cache folder): the folder name holds the dataset, the vocabulary fingerprint and a
-    hash of the model's name, so that another document model gets its own index."""
-    from ._utils import cache_dir
-
-    root = cache_dir("indexes") if root is None else Path(root)
-    return root / f"{dataset.replace('/', '_')}.{model_key(splade)}"
-
-
-def model_key(splade) -> str:
-    """A short key of ``splade``'s document model (vocabulary fingerprint and a hash of its name), for cache
-    file names."""
-    return f"{splade.doc_model.vocab_fingerprint}.{_model_slug(splade)}"
-
-
-def dataset_index(dataset: str, splade, index_dir=None, *, verbose: bool = True):
-    """The numba index of ``dataset``'s passages at ``index_dir`` (default: :func:`index_folder` in the user
-    cache folder), built with ``splade``'s document encoder when missing."""
-    from .index import SparseIndex, index_dataset
-
-    if index_dir is None:
-        index_dir = index_folder(dataset, splade)
-    index = SparseIndex(index_dir, verbose=verbose)
-    if not index.built():
-        index_dataset(dataset, index_dir, splade=splade, verbose=verbose)
-    return index
-
-
-def _model_slug(splade) -> str:
-    import hashlib
-    return hashlib.sha1(str(splade.doc_model.name_or_path).encode()).hexdigest()[:8]
-
-
 def evaluate_dataset(dataset: str, *, systems: Sequence[str] = ("raw", "fc", "human"), student=None,
                      index_dir=None, model=None, llm=None, limit: Optional[int] = None, baseline: str = "raw",
                      num_results: int = 1000, verbose: bool = True):
@@ -324,7 +290,9 @@ def evaluate_dataset(dataset: str, *, systems: Sequence[str] = ("raw", "fc", "hu
     SPLADE-tiny). Returns ``(summary, per_turn)`` as :func:`compare`.
     """
     from . import datasets
-    from .encoders import DiSCo, Splade
+    from .encoders import Splade
+    from .student import DiSCo
+    from .index import dataset_index
 
     if isinstance(student, (str, Path)):
         student = DiSCo.from_pretrained(student)

@@ -1,5 +1,4 @@
 """The ``disco`` command line: help texts, the PISA backend, one-line errors."""
-import pandas as pd
 import pytest
 
 from pyterrier_disco.cli import build_parser, main

@@ -5,7 +5,7 @@ import pandas as pd
 import pyterrier as pt
 import pytest
 
-from pyterrier_disco import Splade, SparseIndex, flops, query_length, sparse_index
+from pyterrier_disco import Splade, SparseIndex, flops, new_index, query_length
 from pyterrier_disco.index import CorruptIndexError
 
 
@@ -114,7 +114,7 @@ def test_vocabulary_mismatch_and_ties(tmp_path):
 
 def test_pisa_agrees_with_numba_on_top10(tmp_path, ikat_passages, splade_model, ikat_index, queries):
     numba_index, doc_matrix = ikat_index
-    pisa = sparse_index(tmp_path / "pisa", backend="pisa", verbose=False)
+    pisa = new_index(tmp_path / "pisa", backend="pisa", verbose=False)
     pisa.indexer().index({"docno": d, "toks": t} for d, t in
                          zip(ikat_passages["docno"], splade_model.to_dicts(doc_matrix)))
     a = numba_index.retriever(num_results=10)(queries)
@@ -127,7 +127,7 @@ def test_pisa_agrees_with_numba_on_top10(tmp_path, ikat_passages, splade_model, 
 def test_pisa_open_index_and_overwrite(tmp_path):
     from pyterrier_disco.index import PisaBackend, open_index
 
-    pisa = sparse_index(tmp_path / "p", backend="pisa", verbose=False)
+    pisa = new_index(tmp_path / "p", backend="pisa", verbose=False)
     pisa.indexer().index([{"docno": "d1", "toks": {"a": 1.0}}, {"docno": "d2", "toks": {"b": 2.0}}])
     reopened = open_index(tmp_path / "p", verbose=False)
     assert isinstance(reopened, PisaBackend)
@@ -141,11 +141,11 @@ def test_pisa_open_index_and_overwrite(tmp_path):
 
 
 def test_pisa_refuses_all_empty_documents(tmp_path):
-    pisa = sparse_index(tmp_path / "p", backend="pisa", verbose=False)
+    pisa = new_index(tmp_path / "p", backend="pisa", verbose=False)
     with pytest.raises(ValueError, match="empty"):
         pisa.indexer().index([{"docno": "d1", "toks": {}}, {"docno": "d2", "toks": {"a": 0.0}}])
     with pytest.raises(ValueError, match="unknown index backend"):
-        sparse_index(tmp_path / "x", backend="lucene")
+        new_index(tmp_path / "x", backend="lucene")
 
 
 def test_flops_and_query_length_match_the_formula(splade_model, ikat_index, queries):
@@ -171,7 +171,8 @@ def _tied_collection(n_docs=300, n_terms=40, seed=3, density=0.15):
 
 
 def _check_engine(matrix, rng, threads, ks, tmp_path):
-    from pyterrier_disco.index import index_from_csr, search
+    from pyterrier_disco.index import index_from_csr
+    from pyterrier_disco.index._scoring import search
 
     n_terms = matrix.shape[1]
     index = index_from_csr(tmp_path / "idx", matrix, [f"d{i}" for i in range(matrix.shape[0])],
@@ -202,7 +203,7 @@ def test_engine_equals_brute_force_with_ties(tmp_path, threads):
 def test_engine_over_several_blocks_equals_brute_force(tmp_path, threads):
     """Over 3 blocks of 65536 documents (block-local doc ids, a short last block), with posting lists far
     longer than the 16 vector lanes and ties across block and thread boundaries."""
-    from pyterrier_disco.scoring import BLOCK_DOCS
+    from pyterrier_disco.index._scoring import BLOCK_DOCS
 
     matrix, rng = _tied_collection(n_docs=2 * BLOCK_DOCS + 777, n_terms=12, seed=5, density=0.02)
     _check_engine(matrix, rng, threads, (1, 50, 3000), tmp_path)
@@ -235,7 +236,7 @@ def test_streaming_indexer_spills_chunks_and_equals_the_csr_build(monkeypatch, t
 
 def test_streamed_block_table_over_several_blocks(monkeypatch, tmp_path):
     from pyterrier_disco.index import SparseIndexer, index_from_csr
-    from pyterrier_disco.scoring import BLOCK_DOCS
+    from pyterrier_disco.index._scoring import BLOCK_DOCS
 
     monkeypatch.setattr(SparseIndexer, "CHUNK_POSTINGS", 5000)
     matrix, _ = _tied_collection(n_docs=2 * BLOCK_DOCS + 10, n_terms=6, seed=8, density=0.01)

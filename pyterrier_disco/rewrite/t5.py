@@ -1,6 +1,7 @@
 """CANARD-style seq2seq rewriting (e.g. castorini/t5-base-canard)."""
 from typing import List, Optional, Sequence
 
+from .._utils import resolve_device
 from .base import GenerativeRewriter
 from .prompt import context_lines
 
@@ -48,13 +49,12 @@ class T5Rewriter(GenerativeRewriter):
         self._tokenizer = None
 
     def _load(self):
-        import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_name)
         self._tokenizer.truncation_side = "left"
         model = AutoModelForSeq2SeqLM.from_pretrained(self.model_name)
-        self._model = model.to(torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))).eval()
+        self._model = model.to(resolve_device(self.device)).eval()
 
     def model_inputs(self, utterances, histories) -> List[str]:
         return [canard_input(u, h, self.n_responses) for u, h in zip(utterances, histories)]

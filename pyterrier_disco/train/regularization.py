@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 
 
-def flops(reps: torch.Tensor) -> torch.Tensor:
+def flops_regularizer(reps: torch.Tensor) -> torch.Tensor:
     """FLOPS regulariser of a batch of representations (n, V): ``sum_j (1/n sum_i |w_ij|)^2``."""
     return torch.sum(torch.mean(torch.abs(reps), dim=0) ** 2)
 
@@ -53,7 +53,7 @@ def document_terms(docs: Union[torch.Tensor, sp.spmatrix]) -> Tuple[torch.Tensor
     constants, from their non-zeros only instead of the dense (n, V) tensor.
     """
     if isinstance(docs, torch.Tensor):
-        return flops(docs), torch.sum(docs), l0(docs.detach())
+        return flops_regularizer(docs), torch.sum(docs), l0(docs.detach())
     docs = sp.csr_matrix(docs)
     column_means = np.asarray(abs(docs).sum(axis=0), dtype=np.float64).ravel() / docs.shape[0]
     as_tensor = lambda x: torch.tensor(float(x), dtype=torch.float32)  # noqa: E731

@@ -15,139 +15,27 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
-import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .._utils import atomic_dir, atomic_file, write_json
 from ..conversation import ConversationFormatter
-from ..encoders import DiSCo, SpladeModel
-from .losses import LossConfig
-from .regularization import SparsityConfig
+from ..encoders import SpladeModel
+from ..student import DiSCo
+from .checkpoint import adamw, rng_state, set_rng_state
+from .config import TrainConfig
+from .documents import DocSource, DocumentCache
 from .sampling import TrainingExample, build_examples
 from .teacher import check_teacher_run
 
 LOG_FIELDS = ["step", "epoch", "lr", "loss", "kld", "infonce", "mse", "flops_d", "l1_q", "anti_zero", "L0_q"]
-DocSource = Union[Mapping[str, str], Callable[[List[str]], List[str]]]
-
-
-@dataclass
-class TrainConfig:
-    """The training recipe. Defaults follow the DiSCo release (AdamW, lr 2e-5, linear decay with 1% warm-up,
-    5 epochs, batch 10, KLD + 0.01 InfoNCE, no sparsity regularisation, reference negative sampling).
-
-    With ``grad_accum > 1`` each optimiser step averages the losses of its non-empty micro-batches of
-    ``batch_size`` examples (at the end of an epoch a step may have fewer than ``grad_accum`` of them).
-    The quadratic sparsity warm-up (``min(lambda, lambda * (step / (T + 1))^2)``) counts *optimiser steps*
-    from 1 (every micro-batch of a step uses the same step), whereas the reference code counts
-    ``compute_loss`` calls, i.e. micro-batches; the two agree when ``grad_accum == 1`` (the DiSCo default).
-    """
-    loss: str = "disco"                   # a LossConfig preset: disco, followup, kld, mse, infonce
-    infonce_weight: Optional[float] = None  # overrides the preset's w
-    infonce_tau: Optional[float] = None     # overrides the preset's tau
-    regularization: str = "off"           # a SparsityConfig preset: off, splade, high, higher, highest
-    n_negatives: int = 16
-    strategy: str = "reference"           # reference, top, uniform
-    aggregate: str = "mean"               # multi-teacher score: mean, min, max
-    missing_positive: str = "skip"        # skip (DiSCo release) or teacher_top (follow-up)
-    epochs: int = 5
-    batch_size: int = 10
-    grad_accum: int = 1
-    lr: float = 2e-5
-    warmup_ratio: float = 0.01
-    weight_decay: float = 0.0
-    max_steps: Optional[int] = None       # cap on optimiser steps (the schedule is planned for the cap)
-    checkpoint_every: int = 100
-    seed: int = 42
-    max_length: int = 256
-    mse_teacher: str = "human_rewrite"    # the rewrite column the mse loss imitates
-    cache_documents: bool = True
-
-    def loss_config(self) -> LossConfig:
-        overrides = {k: v for k, v in (("weight", self.infonce_weight), ("tau", self.infonce_tau)) if v is not None}
-        return LossConfig.preset(self.loss, **overrides)
-
-    def sparsity_config(self) -> SparsityConfig:
-        return SparsityConfig.preset(self.regularization)
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training option(s): {sorted(unknown)}")
-        return cls(**d)
-
-
-class DocumentCache:
-    """Sparse vectors of candidate documents from the frozen document encoder, each encoded once."""
-
-    def __init__(self, model: SpladeModel, docs: DocSource, batch_size: int = 32, enabled: bool = True):
-        self.model = model
-        self.lookup = docs if callable(docs) else (lambda ids: [docs[i] for i in ids])
-        self.batch_size = batch_size
-        self.enabled = enabled
-        self.rows: Dict[str, sp.csr_matrix] = {}
-        self.encoded = 0
-
-    def _texts(self, docnos: List[str]) -> List[str]:
-        try:
-            texts = self.lookup(docnos)
-        except KeyError as e:
-            raise KeyError(f"no text for document {e.args[0]!r} of the teacher run: is the run from another "
-                           "collection?") from e
-        return list(texts)
-
-    def matrix(self, docnos: Sequence[str]) -> sp.csr_matrix:
-        """The (len(docnos), vocab) sparse vectors of ``docnos``."""
-        if not self.enabled:
-            self.encoded += len(docnos)
-            return self.model.encode(self._texts(list(docnos)), self.batch_size)
-        missing = list(dict.fromkeys(d for d in docnos if d not in self.rows))
-        if missing:
-            encoded = self.model.encode(self._texts(missing), self.batch_size)
-            self.encoded += len(missing)
-            for i, d in enumerate(missing):
-                self.rows[d] = encoded[i]
-        return sp.vstack([self.rows[d] for d in docnos]).tocsr()
-
-    def dense(self, docnos: Sequence[str]) -> torch.Tensor:
-        """A (len(docnos), vocab) float tensor on the model's device."""
-        return torch.from_numpy(self.matrix(docnos).toarray()).to(self.model.device)
-
-
-def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW, with the fused kernel where this torch has it (6x faster optimiser steps on CPU here)."""
-    try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-def rng_state() -> Dict[str, torch.Tensor]:
-    """The torch RNG states to checkpoint: ``torch_rng`` (CPU) and, when CUDA is available, ``cuda_rng.<i>``
-    for every CUDA device (dropout on a GPU draws from the device's generator, not the CPU one)."""
-    state = {"torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state.update({f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    return state
-
-
-def set_rng_state(state: Mapping[str, torch.Tensor]) -> None:
-    """Restore what :func:`rng_state` saved. A checkpoint without CUDA states (written on a CPU machine or
-    by an older version) restores the CPU state only; CUDA states are restored for the devices present."""
-    torch.set_rng_state(state["torch_rng"])
-    cuda = [state[k] for k in sorted((k for k in state if k.startswith("cuda_rng.")),
-                                     key=lambda k: int(k.split(".", 1)[1]))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
 
 
 def _plan(n_examples: int, config: TrainConfig) -> Dict[str, int]:

@@ -13,18 +13,20 @@ class SparseRetriever(pt.Transformer):
     """Retrieves from a :class:`SparseIndex` with ``query_toks``; exact, sorted, deterministic."""
 
     def __init__(self, index: SparseIndex, num_results: int = 1000, *, vocab: Optional[str] = None,
-                 threads: Optional[int] = None, verbose: bool = False):
+                 threads: Optional[int] = None, prune: Optional[bool] = None, verbose: bool = False):
         if num_results < 1:
             raise ValueError(f"num_results must be >= 1, got {num_results}")
         self.index = index
         self.num_results = num_results
         self.vocab = vocab
         self.threads = threads
+        self.prune = prune
         self.verbose = verbose
 
     def fuse_rank_cutoff(self, k: int) -> Optional["SparseRetriever"]:
         if k < self.num_results:
-            return SparseRetriever(self.index, k, vocab=self.vocab, threads=self.threads, verbose=self.verbose)
+            return SparseRetriever(self.index, k, vocab=self.vocab, threads=self.threads, prune=self.prune,
+                                   verbose=self.verbose)
         return None
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +46,7 @@ class SparseRetriever(pt.Transformer):
         query_cols = [c for c in inp.columns if c not in ("docno", "score", "rank")]
         if not queries:
             return pd.DataFrame(columns=query_cols + ["docno", "score", "rank"])
-        doc_ids, scores, counts = search(arrays, len(docnos), queries, self.num_results, self.threads)
+        doc_ids, scores, counts = search(arrays, len(docnos), queries, self.num_results, self.threads, self.prune)
         rows = np.repeat(np.arange(len(inp)), counts)
         ranks = np.concatenate([np.arange(c) for c in counts]) if len(rows) else np.empty(0, np.int64)
         mask = np.arange(self.num_results)[None, :] < counts[:, None]

@@ -127,7 +127,7 @@ def settings() -> dict:
 
 def calibrated_kernel(facts: dict, shift: int) -> str:
     """The faster kernel on a synthetic workload, cached per CPU model in the user cache folder."""
-    from ._utils import cache_dir, write_json
+    from .._utils import cache_dir, write_json
 
     key = f"{facts['cpu']}|{facts['llvm_cpu']}|v{CALIBRATION_VERSION}"
     file = cache_dir("calibration") / "kernel.json"
@@ -145,7 +145,7 @@ def _time_kernels(shift: int) -> str:
     """Time both kernels (thread CPU time, best of 5, alternating) on random sorted posting lists over one pass."""
     import numpy as np
 
-    from .scoring import time_kernel
+    from ._kernels import time_kernel
 
     rng = np.random.default_rng(0)
     n_docs = 1 << min(shift, 16)

@@ -125,12 +125,19 @@ def settings() -> dict:
     return {"kernel": kernel, "pass_shift": shift, "why": "; ".join(why)}
 
 
+def cache_file() -> Path:
+    """Where calibrations are kept: ``kernel.json`` in the user cache folder, one entry per CPU model."""
+    from .._utils import cache_dir
+
+    return cache_dir("calibration") / "kernel.json"
+
+
 def calibrated_kernel(facts: dict, shift: int) -> str:
     """The faster kernel on a synthetic workload, cached per CPU model in the user cache folder."""
-    from .._utils import cache_dir, write_json
+    from .._utils import write_json
 
     key = f"{facts['cpu']}|{facts['llvm_cpu']}|v{CALIBRATION_VERSION}"
-    file = cache_dir("calibration") / "kernel.json"
+    file = cache_file()
     try:
         known = json.loads(file.read_text())
     except (OSError, ValueError):

@@ -109,10 +109,19 @@ def _split_terms(blocks, block_max, q_terms, q_weights, b, budget, essential):
     return slack, skipped, total
 
 
+def tuning() -> np.ndarray:
+    """The module's tuning constants as the array the engine takes (read at each search, so tests can set them)."""
+    return np.array([PRUNE_BUDGET, LOOKUP_COST, MIN_SKIP], np.float64)
+
+
 @numba.njit(cache=True, nogil=True)
 def pruned_blocks_top_k(blocks, local_ids, weights, block_max, q_terms, q_weights, block_lo, block_hi, n_docs, k,
-                        acc, buf_s, buf_d, vector):
-    """As the exhaustive ``_blocks_top_k`` (same buffer contract), skipping what cannot reach the top k."""
+                        acc, buf_s, buf_d, vector, tune, stats):
+    """As the exhaustive ``_blocks_top_k`` (same buffer contract), skipping what cannot reach the top k.
+
+    ``tune``: (budget, look-up cost, minimum skipped fraction), see :func:`tuning`. ``stats`` (int64, 4) adds up
+    the blocks scored exhaustively, the blocks pruned, the candidates re-scored and the postings skipped."""
+    budget_fraction, lookup_cost, min_skip = tune[0], tune[1], tune[2]
     n = 0
     threshold = np.float32(0)
     nq = len(q_terms)
@@ -127,9 +136,9 @@ def pruned_blocks_top_k(blocks, local_ids, weights, block_max, q_terms, q_weight
             n, threshold = keep_top_k(buf_s, buf_d, n, k)
         slack, skipped, total = 0.0, 0, 1
         if threshold > 0:
-            budget = PRUNE_BUDGET * threshold / (1 + g) ** 2
+            budget = budget_fraction * threshold / (1 + g) ** 2
             slack, skipped, total = _split_terms(blocks, block_max, q_terms, q_weights, b, budget, essential)
-        if skipped >= MIN_SKIP * total:
+        if skipped > 0 and skipped >= min_skip * total:
             for i in range(nq):
                 if essential[i]:
                     t = q_terms[i]
@@ -137,12 +146,16 @@ def pruned_blocks_top_k(blocks, local_ids, weights, block_max, q_terms, q_weight
             # partial / (1 - g) + slack * (1 + g) bounds the exact score from above (then times 1 + g)
             cut = (threshold / (1 + g) - slack * (1 + g)) * (1 - g)
             nc = _collect_above(acc, base, doc_hi, cut, cand)
-            if nc * nq * LOOKUP_COST <= skipped:
+            if nc * nq * lookup_cost <= skipped:
                 _rescore(blocks, local_ids, weights, q_terms, q_weights, b, cand, nc, cand_s)
                 for j in range(nc):
                     if cand_s[j] > threshold:
                         n, threshold = offer(cand_s[j], base + cand[j], n, threshold, buf_s, buf_d, k)
+                stats[1] += 1
+                stats[2] += nc
+                stats[3] += skipped
                 continue
+        stats[0] += 1
         score_pass(blocks, local_ids, weights, q_terms, q_weights, base, doc_hi, acc, vector)
         n, threshold = select_and_clear(acc, base, doc_hi, n, threshold, buf_s, buf_d, k)
     return keep_top_k(buf_s, buf_d, n, k)[0]

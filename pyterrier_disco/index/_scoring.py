@@ -29,7 +29,7 @@ import numpy as np
 
 from ._kernels import BLOCK_DOCS, BLOCK_SHIFT, floor_threshold, keep_top_k, score_pass, select_and_clear
 from ._machine import settings
-from ._pruning import pruned_blocks_top_k, use_pruning
+from ._pruning import pruned_blocks_top_k, tuning, use_pruning
 
 DOCS_PER_THREAD = 1 << 19  # below, a 2nd thread lost under numba's workqueue layer (which ranx selects) at 100k docs
 
@@ -71,11 +71,12 @@ def _blocks_top_k(blocks, local_ids, weights, q_terms, q_weights, block_lo, bloc
 
 
 @numba.njit(cache=True, nogil=True)
-def _query_top_k(postings, q_terms, q_weights, prune, block_lo, block_hi, n_docs, k, acc, buf_s, buf_d, vector, shift):
-    blocks, local_ids, weights, block_max = postings
+def _query_top_k(postings, q_terms, q_weights, prune, block_lo, block_hi, n_docs, k, acc, buf_s, buf_d, stats,
+                 vector, shift):
+    blocks, local_ids, weights, block_max, tune = postings
     if prune:
         return pruned_blocks_top_k(blocks, local_ids, weights, block_max, q_terms, q_weights, block_lo, block_hi,
-                                   n_docs, k, acc, buf_s, buf_d, vector)
+                                   n_docs, k, acc, buf_s, buf_d, vector, tune, stats)
     return _blocks_top_k(blocks, local_ids, weights, q_terms, q_weights, block_lo, block_hi, n_docs, k, acc,
                          buf_s, buf_d, vector, shift)
 
@@ -104,39 +105,39 @@ def _merge(buf_s, buf_d, counts, k, out_docs, out_scores):
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_serial(postings, q_ptr, q_terms, q_weights, prune, n_docs, acc, buf_s, buf_d, counts, out_docs,
+def _search_serial(postings, q_ptr, q_terms, q_weights, prune, n_docs, acc, buf_s, buf_d, counts, stats, out_docs,
                    out_scores, out_counts, vector, shift):
-    """Queries one after another on one thread (``buf_s``, ``buf_d``, ``counts``: one row / entry)."""
+    """Queries one after another on one thread (``buf_s``, ``buf_d``, ``counts``, ``stats``: one row / entry)."""
     k = out_docs.shape[1]
     n_blocks = postings[0].shape[1] - 1
     for q in range(len(q_ptr) - 1):
         terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
         counts[0] = _query_top_k(postings, terms, qws, prune[q], 0, n_blocks, n_docs, k, acc, buf_s[0], buf_d[0],
-                                 vector, shift)
+                                 stats[0], vector, shift)
         out_counts[q] = _merge(buf_s, buf_d, counts, k, out_docs[q], out_scores[q])
 
 
 @numba.njit(cache=True, parallel=True)
 def _search_query_groups(postings, q_ptr, q_terms, q_weights, prune, groups, n_docs, accs, buf_s, buf_d, counts,
-                         out_docs, out_scores, out_counts, vector, shift):
+                         stats, out_docs, out_scores, out_counts, vector, shift):
     """A batch in parallel: thread ``g`` runs queries ``groups[g]:groups[g+1]`` with its own scores ``accs[g]``."""
     for g in numba.prange(len(groups) - 1):
         lo, hi = groups[g], groups[g + 1]
         _search_serial(postings, q_ptr[lo:hi + 1], q_terms, q_weights, prune[lo:hi], n_docs, accs[g],
-                       buf_s[g:g + 1], buf_d[g:g + 1], counts[g:g + 1], out_docs[lo:hi], out_scores[lo:hi],
-                       out_counts[lo:hi], vector, shift)
+                       buf_s[g:g + 1], buf_d[g:g + 1], counts[g:g + 1], stats[g:g + 1], out_docs[lo:hi],
+                       out_scores[lo:hi], out_counts[lo:hi], vector, shift)
 
 
 @numba.njit(cache=True, parallel=True)
 def _search_parallel(postings, q_ptr, q_terms, q_weights, prune, bounds, n_docs, acc, buf_s, buf_d, counts,
-                     out_docs, out_scores, out_counts, vector, shift):
+                     stats, out_docs, out_scores, out_counts, vector, shift):
     """One query at a time with its blocks split between the threads: ``bounds`` gives each thread's range."""
     k = out_docs.shape[1]
     for q in range(len(q_ptr) - 1):
         terms, qws = q_terms[q_ptr[q]:q_ptr[q + 1]], q_weights[q_ptr[q]:q_ptr[q + 1]]
         for r in numba.prange(len(bounds) - 1):
             counts[r] = _query_top_k(postings, terms, qws, prune[q], bounds[r], bounds[r + 1], n_docs, k, acc,
-                                     buf_s[r], buf_d[r], vector, shift)
+                                     buf_s[r], buf_d[r], stats[r], vector, shift)
         out_counts[q] = _merge(buf_s, buf_d, counts, k, out_docs[q], out_scores[q])
 
 
@@ -169,7 +170,8 @@ _ACCUMULATORS = Accumulators()
 
 
 def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray]], k: int,
-           threads: Optional[int] = 1, prune: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+           threads: Optional[int] = 1, prune: Optional[bool] = None,
+           stats: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact top-k for queries given as (term ids, weights). Returns (doc ids, scores, counts) arrays.
 
     ``arrays`` holds an index's ``blocks`` table, uint16 ``doc_ids`` within the blocks and ``weights``
@@ -177,7 +179,8 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     optionally ``block_max`` (the largest weight of each term in each block, for pruning) and, for a quantised
     index, uint8 ``weights`` with per-term ``scales``. ``prune``: ``None`` prunes the queries for which
     :func:`~pyterrier_disco._pruning.use_pruning` expects a gain (needs ``block_max``), ``True`` every query
-    with positive weights, ``False`` none; the results are the same either way.
+    with positive weights, ``False`` none; the results are the same either way. ``stats``: a dict to which the
+    pruning counts are added (``blocks_exhaustive``, ``blocks_pruned``, ``candidates``, ``postings_skipped``).
     With ``threads > 1``, a batch of at least two queries per thread is split between the threads (one query
     per thread at a time); a smaller one has each query's blocks scored in parallel. ``None``: every core for
     such a batch, else :func:`default_threads`.
@@ -212,14 +215,15 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
     buf_s = np.zeros((threads, capacity), dtype=np.float32)
     buf_d = np.zeros((threads, capacity), dtype=np.int64)
     counts = np.zeros(threads, dtype=np.int64)
+    prune_stats = np.zeros((threads, 4), dtype=np.int64)
     out_docs = np.full((len(queries), k), -1, dtype=np.int32)
     out_scores = np.zeros((len(queries), k), dtype=np.float64)
     out_counts = np.zeros(len(queries), dtype=np.int64)
     # whole blocks, so no block-local id can write past the end; one array per thread when it has its own queries
     acc = _ACCUMULATORS.take((threads if by_query else 1) * n_blocks * BLOCK_DOCS)
     postings = (np.ascontiguousarray(blocks, dtype=np.int64), np.ascontiguousarray(local_ids),
-                np.ascontiguousarray(arrays["weights"]), np.ascontiguousarray(block_max))
-    outputs = (buf_s, buf_d, counts, out_docs, out_scores, out_counts)
+                np.ascontiguousarray(arrays["weights"]), np.ascontiguousarray(block_max), tuning())
+    outputs = (buf_s, buf_d, counts, prune_stats, out_docs, out_scores, out_counts)
     choice = settings()
     machine_args = (choice["kernel"] == "vector", choice["pass_shift"])
     try:
@@ -242,4 +246,8 @@ def search(arrays: dict, n_docs: int, queries: List[Tuple[np.ndarray, np.ndarray
         raise
     finally:
         _ACCUMULATORS.give(acc)
+    if stats is not None:
+        for name, value in zip(("blocks_exhaustive", "blocks_pruned", "candidates", "postings_skipped"),
+                               prune_stats.sum(axis=0)):
+            stats[name] = stats.get(name, 0) + int(value)
     return out_docs, out_scores, out_counts

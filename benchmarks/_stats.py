@@ -1,6 +1,7 @@
-"""Shared reporting helpers: latency summaries and the ``targets`` entries every benchmark prints."""
-import os
+"""Shared reporting helpers: latency summaries, the ``targets`` entries and the machine every benchmark prints."""
+import functools
 import platform
+import time
 from typing import Sequence
 
 import numpy as np
@@ -19,12 +20,25 @@ def target(name: str, ratio: float, required: float, detail: str = "", extra_ok:
             "met": bool(ratio >= required and extra_ok), "detail": detail}
 
 
+@functools.lru_cache(maxsize=1)
 def machine() -> dict:
-    """CPU model and core count, to read figures against."""
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
+    """The machine the figures belong to: CPU model and vendor, cores, L1d / L2 (per core) and L3 sizes, AVX-512 /
+    AVX2, the measured memory bandwidth, and the scorer settings chosen from these facts."""
+    from pyterrier_disco.index._machine import machine as facts, settings
+
+    out = {**facts(), "python": platform.python_version(), "memory_bandwidth_gbs": memory_bandwidth_gbs()}
+    out["scorer"] = settings()
+    return out
+
+
+def memory_bandwidth_gbs(mib: int = 256, rounds: int = 5) -> float:
+    """Best ``np.copyto`` rate of a ``mib`` MiB float32 array (far larger than any L3), counting the read and the
+    write, in GB/s."""
+    src = np.ones(mib * 2**20 // 4, np.float32)
+    dst = np.zeros_like(src)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return round(2 * src.nbytes / best / 1e9, 2)

@@ -118,9 +118,14 @@ def targets(reports: Dict[str, Dict[int, dict]], ks) -> List[dict]:
         parts = []
         for name, sizes in reports.items():
             rep = sizes[max(sizes)]
+            cpu = rep["thread_cpu_ms_one_thread_systems"]
+            cpu_ratio = (f" (thread CPU time {cpu['reference_t1'][kind][f'top{k}']} vs {cpu[system][kind][f'top{k}']}"
+                         f" ms = {cpu['reference_t1'][kind][f'top{k}'] / cpu[system][kind][f'top{k}']:.2f}x)"
+                         if system in cpu else "")
             parts.append(f"{name} {max(sizes)} docs: reference {median_ms(rep, 'reference_t1', kind, k)} ms vs "
-                         f"{system} {median_ms(rep, system, kind, k)} ms = {ratio(rep, system, kind, k):.2f}x, "
-                         f"identical {identical(rep, system, k)}")
+                         f"{system} {median_ms(rep, system, kind, k)} ms = {ratio(rep, system, kind, k):.2f}x"
+                         f"{cpu_ratio}, identical {identical(rep, system, k)}, load average "
+                         f"{rep['load_average_before_after']}")
         return f"{kind} queries, top {k}; " + "; ".join(parts)
 
     out = [target(f"long queries top {k_long}: numba index 1 thread vs reference 1 thread",

@@ -1,8 +1,13 @@
 """Shared reporting helpers: latency summaries, the ``targets`` entries and the machine every benchmark prints."""
+import contextlib
 import functools
+import json
 import platform
+import sys
+import tempfile
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,3 +47,17 @@ def memory_bandwidth_gbs(mib: int = 256, rounds: int = 5) -> float:
         np.copyto(dst, src)
         best = min(best, time.perf_counter() - t0)
     return round(2 * src.nbytes / best / 1e9, 2)
+
+
+def add_pipeline_args(ap) -> None:
+    """The options of the benchmarks that run a query pipeline over an index."""
+    ap.add_argument("--student", help="a DiSCo student folder")
+    ap.add_argument("--index", help="an existing index folder (default: index the dataset's passages)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+
+
+def print_report(run: Callable, args) -> None:
+    """``run(args, tmp_folder)`` with library output sent to stderr; its report as JSON on stdout."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+        report = run(args, Path(tmp))
+    print(json.dumps(report, indent=2))

@@ -172,6 +172,18 @@ def _alias_table(p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return prob, alias.astype(np.int64)
 
 
+@numba.njit(cache=True)
+def _new_term(prob, alias, last_doc, d):
+    """An alias draw of a term document ``d`` does not hold yet (``last_doc[t] == d`` marks those it holds)."""
+    while True:
+        t = np.random.randint(0, len(prob))
+        if np.random.random() >= prob[t]:
+            t = alias[t]
+        if last_doc[t] != d:
+            last_doc[t] = d
+            return t
+
+
 @numba.njit(parallel=True, cache=True)
 def _fill_documents(indptr, prob, alias, term_band, band_ptr, band_weights, seed, n_chunks, indices, data):
     """Distinct terms (alias draws, rejecting repeats) and band-empirical weights for every document."""
@@ -183,13 +195,8 @@ def _fill_documents(indptr, prob, alias, term_band, band_ptr, band_weights, seed
             lo, hi = indptr[d], indptr[d + 1]
             p = lo
             while p < hi:
-                t = np.random.randint(0, n_terms)
-                if np.random.random() >= prob[t]:
-                    t = alias[t]
-                if last_doc[t] != d:
-                    last_doc[t] = d
-                    indices[p] = t
-                    p += 1
+                indices[p] = _new_term(prob, alias, last_doc, d)
+                p += 1
             indices[lo:hi].sort()
             for p in range(lo, hi):
                 b = term_band[indices[p]]
@@ -260,15 +267,10 @@ def _fill_topical(indptr, r_ptr, r_idx, r_w, seeds, prob, alias, term_band, band
                         data[p] = r_w[j] * np.exp(sigma * np.random.standard_normal())
                         p += 1
             while p < hi:
-                t = np.random.randint(0, n_terms)
-                if np.random.random() >= prob[t]:
-                    t = alias[t]
-                if last_doc[t] != d:
-                    last_doc[t] = d
-                    indices[p] = t
-                    b = term_band[t]
-                    data[p] = band_weights[band_ptr[b] + np.random.randint(0, band_ptr[b + 1] - band_ptr[b])]
-                    p += 1
+                t = indices[p] = _new_term(prob, alias, last_doc, d)
+                data[p] = band_weights[band_ptr[term_band[t]] + np.random.randint(
+                    0, band_ptr[term_band[t] + 1] - band_ptr[term_band[t]])]
+                p += 1
             order = np.argsort(indices[lo:hi])
             indices[lo:hi] = indices[lo:hi][order]
             data[lo:hi] = data[lo:hi][order]

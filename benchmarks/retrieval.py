@@ -3,7 +3,7 @@ scipy, the project's numba index (exhaustive, pruned, quantised) and PISA. Print
 library logs go to stderr), with the machine it ran on (CPU, cache sizes, measured memory bandwidth, the
 scorer's machine-chosen settings) and the issue's targets.
 
-    python benchmarks/retrieval.py --quick          # 1M docs, both collections, 4 queries per type, 2 repeats
+    python benchmarks/retrieval.py --quick          # 1M docs, independent collection, 4 queries per type, 2 repeats
     python benchmarks/retrieval.py                  # 1M docs, both collections, 10 queries per type, 3 repeats
     python benchmarks/retrieval.py --sizes 100000 1000000 --queries 20 --k 1000 100
     python benchmarks/retrieval.py --collections independent --pisa-max-docs 1000000 --queries 10 --repeat 2
@@ -39,6 +39,7 @@ on two, identical; short queries top 100 and top 1000: the pruned index >= 3x; q
 """
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -72,10 +73,11 @@ def warm_up(systems: dict, queries, ks) -> None:
 
 
 def time_all(systems: dict, queries, ks, repeat: int):
-    """Interleaved, rotating-order timing. Returns (seconds[system][kind][k] lists, first results
-    results[system][kind][k][query] = (ids, scores))."""
+    """Interleaved, rotating-order timing. Returns (seconds[system][kind][k] lists, the calling thread's CPU
+    seconds likewise, first results results[system][kind][k][query] = (ids, scores))."""
     labels = list(systems)
     times = {s: {kind: {k: [] for k in ks} for kind in queries} for s in labels}
+    cpu = {s: {kind: {k: [] for k in ks} for kind in queries} for s in labels}
     results = {s: {kind: {k: [None] * len(qs) for k in ks} for kind, qs in queries.items()} for s in labels}
     turn = 0
     for r in range(repeat):
@@ -83,13 +85,15 @@ def time_all(systems: dict, queries, ks, repeat: int):
             for i, q in enumerate(qs):
                 for k in ks:
                     for s in labels[turn % len(labels):] + labels[:turn % len(labels)]:
+                        c0 = time.thread_time()
                         seconds, ids, scores = systems[s](q, k)
+                        cpu[s][kind][k].append(time.thread_time() - c0)
                         times[s][kind][k].append(seconds)
                         if r == 0:
                             results[s][kind][k][i] = (np.asarray(ids, np.int64), np.asarray(scores, np.float64))
                     turn += 1
         log(f"  repeat {r + 1}/{repeat} done")
-    return times, results
+    return times, cpu, results
 
 
 # -- one collection at one size -----------------------------------------------------------------------------
@@ -123,15 +127,20 @@ def bench_collection(name: str, n_docs: int, args, stats, queries, bandwidth_gbs
     del docs
     log(f"[{name} {n_docs} docs] warming up and timing {len(systems)} systems ...")
     warm_up(systems, queries, args.k)
-    times, results = time_all(systems, queries, args.k, args.repeat)
+    load_before = os.getloadavg()[0]
+    times, cpu, results = time_all(systems, queries, args.k, args.repeat)
     approximate = [s for s in systems if s.startswith(("pisa_", "quantized_"))]
     exact = [s for s in systems if s not in approximate]
     report = {
         "collection": collection,
         "mean_postings_per_query": {kind: round(float(np.mean(p))) for kind, p in postings.items()},
         "build": builds,
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "latency_ms": {s: {kind: {f"top{k}": summary(times[s][kind][k], 1000) for k in args.k}
                            for kind in queries} for s in systems},
+        "thread_cpu_ms_one_thread_systems": {
+            s: {kind: {f"top{k}": summary(cpu[s][kind][k], 1000)["median"] for k in args.k} for kind in queries}
+            for s in systems if s.endswith("_t1") or s == "scipy"},
         "exactness_vs_reference": exactness(results, [s for s in exact if s != "reference_t1"], args.k),
         "overlap_with_exact": overlap(results, approximate, args.k),
         "bandwidth": bandwidth(times, postings, [s for s in systems if not s.startswith(("pisa_", "scipy"))],
@@ -166,17 +175,19 @@ def batch_throughput(arrays, n_docs: int, queries, k: int, repeat: int) -> dict:
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
-    ap.add_argument("--collections", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
+    ap.add_argument("--collections", nargs="+", choices=list(GENERATORS),
+                    help="default: both; with --quick the independent one, on which the targets are defined")
     ap.add_argument("--k", type=int, nargs="+", default=[1000, 100])
     ap.add_argument("--queries", type=int, default=10, help="per query type (95 turns in all)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--pisa-max-docs", type=int, default=0, help="run PISA only up to this many docs")
-    ap.add_argument("--quick", action="store_true",
-                    help="the same 1M-document configuration with 4 queries per type, 2 repeats, no scipy")
+    ap.add_argument("--quick", action="store_true", help="the same 1M-document configuration (the targets' "
+                    "independent collection) with 4 queries per type, 2 repeats, no scipy")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.quick:
         args.queries, args.repeat = 4, 2
+    args.collections = args.collections or (["independent"] if args.quick else list(GENERATORS))
     return args
 
 

@@ -21,12 +21,13 @@ non-positive weight are never pruned (the bounds assume non-negative contributio
 import numba
 import numpy as np
 
-from ._kernels import BLOCK_DOCS, BLOCK_SHIFT, add_segment, keep_top_k, offer, score_pass, select_and_clear
+from ._kernels import (BLOCK_DOCS, BLOCK_SHIFT, add_segment, floor_threshold, keep_top_k, offer, score_pass,
+                       select_and_clear)
 
 PRUNE_BUDGET = 0.5  # non-essential bounds may sum to this fraction of theta (1 = classic MaxScore)
 LOOKUP_COST = 30.0  # one candidate x term look-up, in postings streamed
 MIN_SKIP = 0.6  # prune a block only if the non-essential lists hold at least this fraction of its postings
-MAX_TERMS = 1 << 30  # queries longer than this are scored exhaustively (set from benchmarks/retrieval.py)
+MAX_TERMS = 64  # prune=None: only queries up to this long (rewrites, 30-60 terms); long contexts skip little
 
 
 def use_pruning(q_weights: np.ndarray, k: int, n_docs: int, forced: bool = False) -> bool:
@@ -132,7 +133,7 @@ def pruned_blocks_top_k(blocks, local_ids, weights, block_max, q_terms, q_weight
     for b in range(block_lo, block_hi):
         base = np.int64(b) << BLOCK_SHIFT
         doc_hi = min(base + BLOCK_DOCS, n_docs)
-        if n > k:  # the tightest threshold before deciding what to skip
+        if n >= 2 * k:  # a tighter threshold before deciding what to skip (cuts amortised as in the buffer)
             n, threshold = keep_top_k(buf_s, buf_d, n, k)
         slack, skipped, total = 0.0, 0, 1
         if threshold > 0:
@@ -157,5 +158,7 @@ def pruned_blocks_top_k(blocks, local_ids, weights, block_max, q_terms, q_weight
                 continue
         stats[0] += 1
         score_pass(blocks, local_ids, weights, q_terms, q_weights, base, doc_hi, acc, vector)
+        if n < k:
+            threshold = floor_threshold(acc, base, doc_hi, k, threshold)
         n, threshold = select_and_clear(acc, base, doc_hi, n, threshold, buf_s, buf_d, k)
     return keep_top_k(buf_s, buf_d, n, k)[0]

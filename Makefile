@@ -24,7 +24,7 @@ test: setup
 
 bench: setup
 	mkdir -p runs
-	for b in encode retrieval train_step latency scale rewrite; do $(PY) benchmarks/$$b.py > runs/bench-$$b.json || exit 1; done
+	for b in encode retrieval train_step latency query_path scale rewrite; do $(PY) benchmarks/$$b.py > runs/bench-$$b.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -9,6 +9,10 @@ Statistics come from the embedded SPLADE-tiny encoding of real passages: the 194
 - weights: the empirical weight distribution of each document-frequency band of terms (frequent terms get
   lower weights in SPLADE, so one global distribution would be wrong).
 
+A second generator, :func:`generate_topical`, gives the collection topical structure: each document mixes
+the terms of two real passage vectors (its topics) with background terms drawn as above, so documents on one
+topic share terms and weights, as real ones do; the independent generator flatters nothing there.
+
 Queries are real, not synthetic: the SPLADE-tiny vectors of the iKAT 2023 train human rewrites
 (``resolved_utterance``, "short") and of the conversation contexts ``q_n [SEP] a_{n-1} [SEP] q_{n-1} ... q_1``
 (``ConversationFormatter``, cut at 256 tokens, "long").
@@ -29,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ikat" / "2023"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the real passage vectors are kept too (topical collections)
 DF_PSEUDO_COUNT = 0.1  # documents (out of the sample) credited to every term, seen or not
 DF_BAND_EDGES = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256])  # band b: df in [edge[b-1], edge[b]); band 0: df < 1
 
@@ -121,7 +125,7 @@ def _derive(passages: List[str], turns: List[dict]) -> Dict[str, np.ndarray]:
            "doc_lengths": np.diff(docs.indptr).astype(np.int64), "df": df.astype(np.int64),
            "term_band": bands.astype(np.int64), "band_ptr": band_ptr.astype(np.int64),
            "band_weights": docs.data[order].astype(np.float32)}
-    for name, m in (("short", short), ("long", long)):
+    for name, m in (("short", short), ("long", long), ("passage", docs)):
         out.update({f"{name}_indptr": m.indptr.astype(np.int64), f"{name}_indices": m.indices.astype(np.int64),
                     f"{name}_data": m.data.astype(np.float32)})
     return out
@@ -168,6 +172,18 @@ def _alias_table(p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return prob, alias.astype(np.int64)
 
 
+@numba.njit(cache=True)
+def _new_term(prob, alias, last_doc, d):
+    """An alias draw of a term document ``d`` does not hold yet (``last_doc[t] == d`` marks those it holds)."""
+    while True:
+        t = np.random.randint(0, len(prob))
+        if np.random.random() >= prob[t]:
+            t = alias[t]
+        if last_doc[t] != d:
+            last_doc[t] = d
+            return t
+
+
 @numba.njit(parallel=True, cache=True)
 def _fill_documents(indptr, prob, alias, term_band, band_ptr, band_weights, seed, n_chunks, indices, data):
     """Distinct terms (alias draws, rejecting repeats) and band-empirical weights for every document."""
@@ -179,13 +195,8 @@ def _fill_documents(indptr, prob, alias, term_band, band_ptr, band_weights, seed
             lo, hi = indptr[d], indptr[d + 1]
             p = lo
             while p < hi:
-                t = np.random.randint(0, n_terms)
-                if np.random.random() >= prob[t]:
-                    t = alias[t]
-                if last_doc[t] != d:
-                    last_doc[t] = d
-                    indices[p] = t
-                    p += 1
+                indices[p] = _new_term(prob, alias, last_doc, d)
+                p += 1
             indices[lo:hi].sort()
             for p in range(lo, hi):
                 b = term_band[indices[p]]
@@ -233,3 +244,57 @@ def describe(stats: Dict[str, np.ndarray], docs: sp.csr_matrix) -> dict:
                                                   round(float(syn_df[top].mean()), 3)],
             "mean_weight_real_vs_synthetic": [round(float(stats["band_weights"].mean()), 3),
                                               round(float(docs.data.mean()), 3)]}
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_topical(indptr, r_ptr, r_idx, r_w, seeds, prob, alias, term_band, band_ptr, band_weights, keep, sigma,
+                  seed, n_chunks, indices, data):
+    """Each document: a random ``keep[i]`` share of the terms of its seed passages ``seeds[d, i]`` (weights
+    jittered by a log-normal factor), then background terms as in ``_fill_documents`` up to its length."""
+    n_docs, n_terms = len(indptr) - 1, len(prob)
+    for c in numba.prange(n_chunks):
+        np.random.seed(seed * 1_000_003 + c)
+        last_doc = np.full(n_terms, -1, np.int64)
+        for d in range(c * n_docs // n_chunks, (c + 1) * n_docs // n_chunks):
+            lo, hi = indptr[d], indptr[d + 1]
+            p = lo
+            for i in range(seeds.shape[1]):
+                s = seeds[d, i]
+                for j in range(r_ptr[s], r_ptr[s + 1]):
+                    if p < hi and last_doc[r_idx[j]] != d and np.random.random() < keep[i]:
+                        last_doc[r_idx[j]] = d
+                        indices[p] = r_idx[j]
+                        data[p] = r_w[j] * np.exp(sigma * np.random.standard_normal())
+                        p += 1
+            while p < hi:
+                t = indices[p] = _new_term(prob, alias, last_doc, d)
+                data[p] = band_weights[band_ptr[term_band[t]] + np.random.randint(
+                    0, band_ptr[term_band[t] + 1] - band_ptr[term_band[t]])]
+                p += 1
+            order = np.argsort(indices[lo:hi])
+            indices[lo:hi] = indices[lo:hi][order]
+            data[lo:hi] = data[lo:hi][order]
+
+
+TOPICAL_KEEP = (0.5, 0.25)  # share of the terms kept from a document's first and second seed passage
+TOPICAL_SIGMA = 0.3  # log-normal jitter of a kept weight
+
+
+def generate_topical(stats: Dict[str, np.ndarray], n_docs: int, seed: int = 0) -> sp.csr_matrix:
+    """``n_docs`` documents with topical structure (see the module docstring), in random order (as a real
+    collection's ids are), as a (n_docs x vocabulary) float32 CSR matrix."""
+    rng = np.random.default_rng(seed + 1)
+    n_terms = len(stats["vocab"])
+    lengths = np.minimum(rng.choice(stats["doc_lengths"], size=n_docs), n_terms)
+    indptr = np.zeros(n_docs + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    n_passages = len(stats["passage_indptr"]) - 1
+    seeds = rng.integers(0, n_passages, size=(n_docs, len(TOPICAL_KEEP)))
+    prob, alias = _alias_table(term_probabilities(stats))
+    band_weights, band_ptr, term_band = _band_tables(stats)
+    indices = np.empty(indptr[-1], np.int32)
+    data = np.empty(indptr[-1], np.float32)
+    _fill_topical(indptr, stats["passage_indptr"], stats["passage_indices"], stats["passage_data"], seeds, prob,
+                  alias, term_band, band_ptr, band_weights, np.array(TOPICAL_KEEP), TOPICAL_SIGMA, seed,
+                  max(1, min(256, n_docs // 1000)), indices, data)
+    return sp.csr_matrix((data, indices, indptr), shape=(n_docs, n_terms))

@@ -20,10 +20,7 @@ os.environ.setdefault("DISCO_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -32,7 +29,7 @@ import torch  # noqa: E402
 
 import pyterrier_disco as disco  # noqa: E402
 from _corpus import ikat_home  # noqa: E402
-from _stats import machine, summary, target  # noqa: E402
+from _stats import add_pipeline_args, machine, print_report, summary, target  # noqa: E402
 from pyterrier_disco.index import index_dataset  # noqa: E402
 from pyterrier_disco.rewrite import LLMRewriter  # noqa: E402
 
@@ -122,13 +119,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="5 queries")
-    ap.add_argument("--student", help="a DiSCo student folder")
-    ap.add_argument("--index", help="an existing index folder (default: index the dataset's passages)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
-        report = run(args, Path(tmp))
-    print(json.dumps(report, indent=2))
+    add_pipeline_args(ap)
+    print_report(run, ap.parse_args())
 
 
 if __name__ == "__main__":

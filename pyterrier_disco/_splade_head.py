@@ -19,6 +19,9 @@ import torch
 # Rounding x and w to bf16 (2^-8 relative each) and the bf16 product (2^-8) stay below 3 * 2^-8 * |x|.|w|
 # <= 3 * 2^-8 * ||x|| ||w|| (fp32 accumulation adds ~2^-17); 2^-6 leaves a margin.
 BF16_ERROR = 2.0 ** -6
+# fp32 search: logits of this many vocabulary rows at a time, as (rows, tokens), reduced along the contiguous
+# tokens axis while they are in cache (about 2x faster than one (tokens, vocab) product reduced across rows)
+SEARCH_ROWS = 2048
 
 
 def cpu_has_bf16() -> bool:
@@ -99,13 +102,21 @@ class SpladeHead:
                 peak, arg = torch.addmm(bias[candidates], xi, weight[candidates].T).max(0)
             else:
                 candidates = None
-                peak, arg = torch.addmm(bias, xi, weight.T).max(0)
+                peak, arg = _fp32_peaks(weight, bias, xi)
             active = torch.nonzero(peak > 0).squeeze(1)
             rows.append(torch.full_like(active, i))
             terms.append(active if candidates is None else candidates[active])
             tokens.append(positions[arg[active]])
         empty = torch.zeros(0, dtype=torch.long, device=x.device)
         return tuple(torch.cat(parts) if parts else empty for parts in (rows, terms, tokens))
+
+
+def _fp32_peaks(weight: torch.Tensor, bias: torch.Tensor, xi: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per vocabulary term, the largest fp32 logit over the text's tokens ``xi`` and its token."""
+    xt = xi.T.contiguous()
+    parts = [torch.addmm(bias[lo:lo + SEARCH_ROWS, None], weight[lo:lo + SEARCH_ROWS], xt).max(1)
+             for lo in range(0, weight.shape[0], SEARCH_ROWS)]
+    return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
 
 
 def _identity(x):

@@ -12,12 +12,20 @@ On-disk layout of a ``SparseIndex`` folder (all written to a temporary folder, r
   ``b * 65536 + doc_ids[p]``. Exhaustive scoring is bound by the bytes it streams per posting, and this
   cuts them from 8 to 6 (``benchmarks/retrieval.py``); :meth:`SparseIndex.postings` gives global ids.
   Indexes written with int32 global ids (before the block table existed) still load, converted in memory.
+- ``block_max.npy`` (n_terms x n_blocks, the weights' dtype): the largest weight of each term in each block,
+  the bounds of exact pruning (:mod:`._pruning`). Indexes written before it existed get it computed in memory
+  when they load (one pass over the weights; rebuild the index to store it).
 - ``docnos.npy``: docno of each internal doc id
 - ``.pyterrier_disco.json``: the marker saying pyterrier_disco wrote the folder (only such a folder is replaced)
 
 ``pt_meta.json`` also records the size and sha256 of every file (checked on open: sizes, and the hashes of
 the small files; :meth:`SparseIndex.verify` hashes them all and checks the values), and, when built by
 :func:`~pyterrier_disco.index.index_dataset`, the ``dataset`` and the ``doc_model`` it was built from.
+
+- quantised indexes (``quantized=True``; ``pt_meta.json`` says ``"quantized": true``): ``weights.npy`` holds
+  uint8 codes and ``scales.npy`` (float32, n_terms) each term's step: a weight is ``code * scales[t]``, with
+  codes ``max(1, round(w / step))`` and ``step = max weight of the term / 255``. Half the bytes per posting;
+  scores are approximate (``benchmarks/retrieval.py`` measures the overlap with the exact top k).
 """
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, Optional, Tuple
@@ -36,8 +44,8 @@ if TYPE_CHECKING:
     from .writer import SparseIndexer
 
 ARTIFACT_TYPE, ARTIFACT_FORMAT = "sparse_index", "numba"
-_ARRAYS = {"offsets": np.int64, "doc_ids": (np.uint16, np.int32), "weights": np.float32}
-INDEX_FILES = ("pt_meta.json", "lexicon.json", "docnos.npy", "blocks.npy", *_ARRAYS)
+_ARRAYS = {"offsets": np.int64, "doc_ids": (np.uint16, np.int32), "weights": (np.float32, np.uint8)}
+INDEX_FILES = ("pt_meta.json", "lexicon.json", "docnos.npy", "blocks.npy", "block_max.npy", "scales.npy", *_ARRAYS)
 _COUNTS = ("num_docs", "num_terms", "num_postings")
 
 
@@ -70,8 +78,13 @@ class SparseIndex(pt.Artifact, pt.Indexer):
     ARTIFACT_TYPE = ARTIFACT_TYPE
     ARTIFACT_FORMAT = ARTIFACT_FORMAT
 
-    def __init__(self, path, *, threads: Optional[int] = None, verbose: bool = True):
+    def __init__(self, path, *, quantized: Optional[bool] = None, threads: Optional[int] = None,
+                 verbose: bool = True):
+        """``quantized``: build with 8-bit weights (``True``) or exact float32 ones (``False``, the default for a
+        new index); ``None`` opens an existing index as it was built. A value that contradicts the index on
+        disk is refused when it loads."""
         super().__init__(path)
+        self.quantized = quantized
         self.threads = threads
         self.verbose = verbose
         self._data = None
@@ -104,7 +117,7 @@ class SparseIndex(pt.Artifact, pt.Indexer):
         project wrote."""
         from .writer import SparseIndexer
 
-        return SparseIndexer(self, vocab=vocab, overwrite=overwrite,
+        return SparseIndexer(self, vocab=vocab, overwrite=overwrite, quantized=bool(self.quantized),
                              verbose=self.verbose if verbose is None else verbose, info=info)
 
     def index_inputs(self):
@@ -113,18 +126,20 @@ class SparseIndex(pt.Artifact, pt.Indexer):
     def index(self, it: Iterable[dict]):
         return self.indexer().index(it)
 
-    def retriever(self, num_results: int = 1000, *, vocab: Optional[str] = None,
-                  threads: Optional[int] = None, verbose: bool = False) -> "SparseRetriever":
+    def retriever(self, num_results: int = 1000, *, vocab: Optional[str] = None, threads: Optional[int] = None,
+                  prune: Optional[bool] = None, verbose: bool = False) -> "SparseRetriever":
         """Exact top-``num_results`` by dot product (``qid, query_toks`` -> ``qid, docno, score, rank``).
 
         ``threads=None``: every core for a batch of at least two queries per core (each thread takes its own
         queries); for fewer queries, one thread per ``_scoring.DOCS_PER_THREAD`` documents, up to the cores (a
         second thread on one query only paid off from about a million documents in ``benchmarks/retrieval.py``).
+        ``prune``: exact dynamic pruning (:mod:`._pruning`) for every query (``True``), none (``False``) or the
+        queries where it is expected to pay (``None``); the results are the same.
         """
         from .retriever import SparseRetriever
 
-        return SparseRetriever(self, num_results=num_results, vocab=vocab,
-                               threads=threads or self.threads, verbose=verbose)
+        return SparseRetriever(self, num_results=num_results, vocab=vocab, threads=threads or self.threads,
+                               prune=prune, verbose=verbose)
 
     # -- loading ---------------------------------------------------------------------------------
     def _load(self):
@@ -158,6 +173,8 @@ class SparseIndex(pt.Artifact, pt.Indexer):
             arrays["blocks"], arrays["doc_ids"] = local_postings(arrays["offsets"], arrays["doc_ids"], meta["num_docs"])
         else:
             arrays["blocks"] = _load_blocks(path, meta, arrays)
+        _load_quantisation(path, meta, arrays, self.quantized)
+        arrays["block_max"] = _load_block_max(path, arrays)
         self._data = (arrays, docnos, {t: i for i, t in enumerate(lexicon)})
         return self._data
 
@@ -192,7 +209,10 @@ class SparseIndex(pt.Artifact, pt.Indexer):
             return np.empty(0, np.int64), np.empty(0, np.float32)
         row = arrays["blocks"][lexicon[term]]
         ids = [(b << BLOCK_SHIFT) + arrays["doc_ids"][row[b]:row[b + 1]].astype(np.int64) for b in range(len(row) - 1)]
-        return np.concatenate(ids), np.asarray(arrays["weights"][row[0]:row[-1]])
+        weights = np.asarray(arrays["weights"][row[0]:row[-1]])
+        if "scales" in arrays:  # quantised: the codes times the term's step
+            weights = (weights * arrays["scales"][lexicon[term]]).astype(np.float32)
+        return np.concatenate(ids), weights
 
     def term_probabilities(self) -> Dict[str, float]:
         """p_j(d): the fraction of documents in which each indexed term is active (for FLOPs, Eq. 7)."""
@@ -222,6 +242,42 @@ def _load_array(file: Path, dtype) -> np.ndarray:
     if dtype is not None and arr.dtype not in allowed:
         raise CorruptIndexError(f"{file} has dtype {arr.dtype}, expected {' or '.join(np.dtype(d).name for d in allowed)}")
     return arr
+
+
+def _load_quantisation(path: Path, meta: dict, arrays: dict, asked: Optional[bool]) -> None:
+    """Check the weights' dtype against ``pt_meta.json`` (and the ``quantized`` the index was opened with); load
+    the scales of a quantised index."""
+    quantized = bool(meta.get("quantized", False))
+    if asked is not None and asked != quantized:
+        raise ValueError(f"{path} holds {'a quantised' if quantized else 'an exact'} index, but it was opened with "
+                         f"quantized={asked}")
+    expected = np.uint8 if quantized else np.float32
+    if arrays["weights"].dtype != expected:
+        raise CorruptIndexError(f"{path / 'weights.npy'} has dtype {arrays['weights'].dtype}, pt_meta.json says "
+                                f"{np.dtype(expected).name}")
+    if quantized:
+        arrays["scales"] = _load_array(path / "scales.npy", np.float32)
+        if arrays["scales"].shape != (meta["num_terms"],):
+            raise CorruptIndexError(f"{path / 'scales.npy'} does not have one scale per term")
+
+
+def _load_block_max(path: Path, arrays: dict) -> np.ndarray:
+    """Per-(term, block) maximum weights; computed (and not written: the folder may be read-only) for indexes
+    built before they were stored."""
+    shape = (len(arrays["offsets"]) - 1, arrays["blocks"].shape[1] - 1)
+    file = path / "block_max.npy"
+    if not file.exists():
+        import warnings
+
+        from ._pruning import block_maxima
+
+        warnings.warn(f"{path} has no block_max.npy (built by an older version): computing the block maxima for "
+                      "pruning in memory; rebuild the index to store them", stacklevel=3)
+        return block_maxima(np.ascontiguousarray(arrays["blocks"]), np.ascontiguousarray(arrays["weights"]))
+    block_max = _load_array(file, arrays["weights"].dtype.type)
+    if block_max.shape != shape:
+        raise CorruptIndexError(f"{file} has shape {block_max.shape}, expected {shape}")
+    return block_max
 
 
 def _load_blocks(path: Path, meta: dict, arrays: dict) -> np.ndarray:

@@ -37,7 +37,7 @@ class SparseRetriever(pt.Transformer):
     """Retrieves from a :class:`SparseIndex` with ``query_toks``; exact, sorted, deterministic."""
 
     def __init__(self, index: SparseIndex, num_results: int = 1000, *, vocab: Optional[str] = None,
-                 threads: Optional[int] = None, verbose: bool = False):
+                 threads: Optional[int] = None, prune: Optional[bool] = None, verbose: bool = False):
         if isinstance(num_results, bool) or not isinstance(num_results, (int, float, np.number)) or \
                 num_results < 1 or num_results != int(num_results):
             raise ValueError(f"num_results must be a whole number >= 1, got {num_results!r}")
@@ -46,6 +46,7 @@ class SparseRetriever(pt.Transformer):
         self.num_results = num_results
         self.vocab = vocab
         self.threads = threads
+        self.prune = prune
         self.verbose = verbose
 
     def fuse_rank_cutoff(self, k: int) -> Optional["SparseRetriever"]:
@@ -73,7 +74,7 @@ class SparseRetriever(pt.Transformer):
         if not queries:
             return pd.DataFrame(columns=query_cols + ["docno", "score", "rank"])
         k = min(self.num_results, len(docnos))  # more than the collection: every document, no larger buffers
-        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, self.threads)
+        doc_ids, scores, counts = search(arrays, len(docnos), queries, k, self.threads, self.prune)
         rows = np.repeat(np.arange(len(inp)), counts)
         ranks = np.concatenate([np.arange(c) for c in counts]) if len(rows) else np.empty(0, np.int64)
         mask = np.arange(k)[None, :] < counts[:, None]

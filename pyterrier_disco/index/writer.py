@@ -10,6 +10,7 @@ import pyterrier as pt
 from .._checksums import manifest
 from .._errors import InputKeyError, InputTypeError
 from .._folders import MARKER, atomic_dir
+from ._pruning import block_maxima
 from ._scoring import BLOCK_DOCS, BLOCK_SHIFT, local_postings
 from .artifact import ARTIFACT_FORMAT, ARTIFACT_TYPE, SparseIndex, is_index_folder
 
@@ -25,9 +26,10 @@ class SparseIndexer(pt.Indexer):
     CHUNK_POSTINGS = 1_000_000
 
     def __init__(self, index: SparseIndex, *, vocab: Optional[str] = None, overwrite: bool = False,
-                 verbose: bool = True, info: Optional[Mapping] = None):
+                 quantized: bool = False, verbose: bool = True, info: Optional[Mapping] = None):
         self._index = index
         self.vocab = vocab
+        self.quantized = quantized
         self.info = dict(info or {})
         self.overwrite = overwrite
         self.verbose = verbose
@@ -63,7 +65,8 @@ class SparseIndexer(pt.Indexer):
                 raise ValueError("cannot build an index from zero documents")
             chunks.append(_spill(tmp, len(chunks), terms, docs, weights))
             _write_postings(tmp, chunks, len(lexicon), len(docnos))
-            _write_tables(tmp, docnos, list(lexicon), self.vocab, self.info)
+            _write_block_max(tmp, self.quantized)
+            _write_tables(tmp, docnos, list(lexicon), self.vocab, self.info, self.quantized)
         self._index._data = None
         return self._index
 
@@ -124,8 +127,33 @@ def _scatter_postings(terms, docs, weights, cursor, next_block, blocks, out_docs
         cursor[t] = p + 1
 
 
+def _write_block_max(folder: Path, quantized: bool) -> None:
+    """``block_max.npy`` from the written postings; first, for a quantised index, the float32 weights become
+    uint8 codes (``max(1, round(w / step))``, ``step`` = the term's largest weight / 255) and ``scales.npy``."""
+    blocks = np.load(folder / "blocks.npy", mmap_mode="r")
+    weights = np.load(folder / "weights.npy", mmap_mode="r")
+    block_max = block_maxima(np.ascontiguousarray(blocks), weights)
+    if quantized:
+        scales = (block_max.max(axis=1, initial=0) / 255).astype(np.float32)
+        codes = np.lib.format.open_memmap(folder / "weights.u8.npy", "w+", np.uint8, weights.shape)
+        _quantise(np.load(folder / "offsets.npy"), weights, scales, codes)
+        codes.flush()
+        del codes, weights
+        (folder / "weights.u8.npy").replace(folder / "weights.npy")
+        np.save(folder / "scales.npy", scales)
+        block_max = block_maxima(np.ascontiguousarray(blocks), np.load(folder / "weights.npy", mmap_mode="r"))
+    np.save(folder / "block_max.npy", block_max)
+
+
+@numba.njit(cache=True, nogil=True)
+def _quantise(offsets, weights, scales, codes):
+    for t in range(len(offsets) - 1):
+        for p in range(offsets[t], offsets[t + 1]):
+            codes[p] = min(255, max(1, round(weights[p] / scales[t])))
+
+
 def _write_tables(folder: Path, docnos: List[str], lexicon: List[str], vocab: Optional[str],
-                  info: Optional[Mapping] = None) -> None:
+                  info: Optional[Mapping] = None, quantized: bool = False) -> None:
     """The docnos, the lexicon and, last, ``pt_meta.json`` with the checksums of every other file."""
     offsets = np.load(folder / "offsets.npy", mmap_mode="r")
     np.save(folder / "docnos.npy", np.asarray(docnos, dtype=str))
@@ -133,13 +161,14 @@ def _write_tables(folder: Path, docnos: List[str], lexicon: List[str], vocab: Op
     files = manifest(folder, [p.name for p in folder.iterdir() if p.name != MARKER])
     meta = {**(info or {}), "type": ARTIFACT_TYPE, "format": ARTIFACT_FORMAT, "package_hint": "pyterrier-disco",
             "num_docs": len(docnos), "num_terms": len(lexicon), "num_postings": int(offsets[-1]), "vocab": vocab,
-            "block_docs": BLOCK_DOCS, "files": files}
+            "block_docs": BLOCK_DOCS, "quantized": quantized, "files": files}
     (folder / "pt_meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def index_from_csr(path, matrix, docnos: List[str], terms: List[str], *, vocab: Optional[str] = None,
-                   overwrite: bool = False) -> SparseIndex:
-    """Build a :class:`SparseIndex` directly from a (documents x terms) scipy matrix of non-negative weights."""
+                   overwrite: bool = False, quantized: bool = False) -> SparseIndex:
+    """Build a :class:`SparseIndex` directly from a (documents x terms) scipy matrix of non-negative weights
+    (``quantized``: with 8-bit weights)."""
     import scipy.sparse as sp
 
     matrix = sp.csc_matrix(matrix, dtype=np.float32)
@@ -158,5 +187,6 @@ def index_from_csr(path, matrix, docnos: List[str], terms: List[str], *, vocab: 
         np.save(tmp / "blocks.npy", blocks)
         np.save(tmp / "doc_ids.npy", local_ids)
         np.save(tmp / "weights.npy", matrix.data)
-        _write_tables(tmp, [str(d) for d in docnos], list(terms), vocab)
+        _write_block_max(tmp, quantized)
+        _write_tables(tmp, [str(d) for d in docnos], list(terms), vocab, quantized=quantized)
     return SparseIndex(path)

@@ -46,8 +46,10 @@ def cmd_index(args) -> None:
 
     splade = disco.Splade(args.model, device=args.device)
     index = index_dataset(args.dataset, args.out, backend=args.backend, splade=splade,
-                          batch_size=args.batch_size, overwrite=args.overwrite)
-    print(f"indexed {args.dataset} into {index.path} ({args.backend})")
+                          batch_size=args.batch_size, overwrite=args.overwrite, shards=args.shards, ray=args.ray,
+                          num_gpus=args.num_gpus)
+    kind = f"{len(index.meta['shards'])} shards" if args.shards or args.ray else args.backend
+    print(f"indexed {args.dataset} into {index.path} ({kind})")
 
 
 def cmd_teacher_run(args) -> None:
@@ -129,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="numba: exact dot product (default); pisa: pyterrier-pisa, quantised weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    p.add_argument("--shards", type=int, default=None,
+                   help="build a sharded numba index of N contiguous shards (rerun to resume an interrupted build)")
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="encode and index on Ray (needs pyterrier-disco[ray]): alone, Ray's default (a local "
+                        "cluster); or 'auto', 'local', host:port, ray://host:port")
+    p.add_argument("--num-gpus", type=float, default=0, help="GPUs per encoder actor with --ray (default: 0)")
     _add_model_args(p)
     p.set_defaults(func=cmd_index)
 
@@ -192,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Bad input and failed runs end with one line; DISCO_TRACEBACK=1 shows the traceback instead. RuntimeError
-# covers CorruptIndexError, DocsUnavailableError and PISA's errors; ArithmeticError a NaN training loss.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError)
+# covers CorruptIndexError, DocsUnavailableError, PISA's errors and unreachable Ray clusters; ArithmeticError a
+# NaN training loss; ImportError a missing optional extra (ray, vllm).
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, TypeError, RuntimeError, ArithmeticError,
+               ImportError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -2,10 +2,11 @@
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from .artifact import CorruptIndexError, SparseIndex
 from .pisa import PisaBackend
+from .sharded import SHARDED_FORMAT, ShardedIndex
 
 
 BACKENDS = ("numba", "pisa")
@@ -22,11 +23,13 @@ def new_index(path, backend: str = "numba", **kwargs):
 
 
 def open_index(path, **kwargs):
-    """Open an existing index folder of either backend, by its ``pt_meta.json``."""
+    """Open an existing index folder of either backend, or a sharded index, by its ``pt_meta.json``."""
     meta_file = Path(path) / "pt_meta.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
     meta = json.loads(meta_file.read_text())
+    if meta.get("format") == SHARDED_FORMAT:
+        return ShardedIndex(path, **kwargs)
     if meta.get("format") not in BACKENDS:
         raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, not a "
                                 "numba or PISA sparse index")
@@ -45,11 +48,20 @@ def dataset_docs(dataset) -> Iterator[dict]:
 
 
 def index_dataset(dataset, out, *, backend: str = "numba", splade=None, batch_size: int = 32,
-                  overwrite: bool = False, verbose: bool = True):
-    """Encode a dataset's passages with the document encoder and build an index at ``out``."""
+                  overwrite: bool = False, verbose: bool = True, shards: Optional[int] = None, ray=None,
+                  num_gpus: float = 0):
+    """Encode a dataset's passages with the document encoder and build an index at ``out``; with ``shards``
+    (or ``ray``) a sharded numba index (:func:`~pyterrier_disco.index.shard_build.build_sharded`)."""
     from ..encoders import Splade
 
     splade = splade if splade is not None else Splade()
+    if shards is not None or ray is not None:
+        if backend != "numba":
+            raise ValueError(f"sharded indexes use the numba backend, not {backend!r}")
+        from .shard_build import build_sharded
+
+        return build_sharded(dataset, out, shards=shards or 1, splade=splade, ray=ray, batch_size=batch_size,
+                             num_gpus=num_gpus, overwrite=overwrite, verbose=verbose)
     index = new_index(out, backend=backend, verbose=verbose)
     encoder = splade.doc_encoder(batch_size=batch_size, verbose=False)
     indexer = index.indexer(vocab=splade.doc_model.vocab_fingerprint, overwrite=overwrite)

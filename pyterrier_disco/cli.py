@@ -44,6 +44,10 @@ def cmd_index(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.index import index_dataset
 
+    if args.ray is not None:  # an unreachable cluster is refused before the model loads
+        from pyterrier_disco.index._ray import connect
+
+        connect(args.ray)
     splade = disco.Splade(args.model, device=args.device)
     index = index_dataset(args.dataset, args.out, backend=args.backend, splade=splade,
                           batch_size=args.batch_size, overwrite=args.overwrite, shards=args.shards, ray=args.ray,
@@ -136,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
                    help="encode and index on Ray (needs pyterrier-disco[ray]): alone, Ray's default (a local "
                         "cluster); or 'auto', 'local', host:port, ray://host:port")
-    p.add_argument("--num-gpus", type=float, default=0, help="GPUs per encoder actor with --ray (default: 0)")
+    p.add_argument("--num-gpus", type=float, default=None,
+                   help="GPUs per encoder actor with --ray (default: 1 when the cluster has GPUs, else 0)")
     _add_model_args(p)
     p.set_defaults(func=cmd_index)
 

@@ -264,8 +264,10 @@ def test_ray_data_encodes_and_shards_the_passages(ray_cluster, tmp_path, ikat_pa
     # and the shards search exactly like one index over the same vectors
     records = pd.DataFrame({"docno": ikat_passages["docno"], "toks": splade_model.to_dicts(vectors)})
     single = single_index(tmp_path / "single", records, vocab=splade_model.vocab_fingerprint)
+    on_ray = sharded.retriever(20, ray=True)
     for kind, queries in ikat_queries.items():
-        assert_same_results(single.retriever(20)(queries), sharded.retriever(20, ray=True)(queries))
+        assert_same_results(single.retriever(20)(queries), on_ray(queries))
+    on_ray.close()
 
 
 def shard_matrix(shard: SparseIndex, splade_model) -> sp.csr_matrix:

@@ -67,7 +67,7 @@ def _get(ray, refs):
 
 # -- building ----------------------------------------------------------------------------------------------
 def build_shards(source: DocSource, out: Path, pending: List[dict], address, *, model, vocab, batch_size: int,
-                 num_gpus: float, workers: Optional[int], verbose: bool) -> Dict[str, dict]:
+                 num_gpus: Optional[float], workers: Optional[int], verbose: bool) -> Dict[str, dict]:
     """Build the ``pending`` shards on Ray; returns their records. Shards whose writer failed are named in one
     RuntimeError after the others finished (and were recorded)."""
     ray = connect(address)
@@ -82,9 +82,13 @@ def build_shards(source: DocSource, out: Path, pending: List[dict], address, *, 
         for spec in pending:
             shutil.rmtree(parts / spec["name"], ignore_errors=True)
         (out / BUILD / "terms.json").write_text(json.dumps(model.vocab))
-        workers = workers or max(1, int(ray.cluster_resources().get("GPU" if num_gpus else "CPU", 1) //
-                                        max(num_gpus, 1)))
-        encoded = _passages(ray, source, pending).map_batches(
+        resources = ray.cluster_resources()
+        if num_gpus is None:  # GPU actors when the cluster has GPUs
+            num_gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+        workers = workers or max(1, int(resources.get("GPU", 0) // num_gpus if num_gpus else
+                                        resources.get("CPU", 1)))
+        encoded = _passages(ray, source, pending, max(1, min(2 * workers, sum(s["num_docs"] for s in pending)
+                                                           // batch_size))).map_batches(
             PartEncoder, batch_size=batch_size, batch_format="pandas", compute=ActorPoolStrategy(size=workers),
             num_gpus=num_gpus or None, fn_constructor_kwargs={
                 "model": model.source, "device": "cuda" if num_gpus else "cpu", "parts": str(parts),
@@ -118,12 +122,12 @@ def _write_shard_task(out: str, spec: dict, vocab, parts: Optional[str], records
     return record
 
 
-def _passages(ray, source: DocSource, pending: List[dict]):
+def _passages(ray, source: DocSource, pending: List[dict], blocks: int):
     """A Ray Dataset of the pending shards' passages: ``gid`` (global position), ``docno``, ``text``."""
     if source.frame is not None:
         frame = pd.concat([source.frame.iloc[s["offset"]:s["offset"] + s["num_docs"]][["docno", "text"]]
                            .assign(gid=np.arange(s["offset"], s["offset"] + s["num_docs"])) for s in pending])
-        return ray.data.from_pandas(frame.reset_index(drop=True))
+        return ray.data.from_pandas(frame.reset_index(drop=True), override_num_blocks=blocks)
     chunks = [{"start": a, "stop": min(a + READ_CHUNK, s["offset"] + s["num_docs"])} for s in pending
               for a in range(s["offset"], s["offset"] + s["num_docs"], READ_CHUNK)]
     return ray.data.from_items(chunks).map_batches(_read_chunks, batch_size=1, batch_format="pandas",

@@ -49,7 +49,7 @@ def dataset_docs(dataset) -> Iterator[dict]:
 
 def index_dataset(dataset, out, *, backend: str = "numba", splade=None, batch_size: int = 32,
                   overwrite: bool = False, verbose: bool = True, shards: Optional[int] = None, ray=None,
-                  num_gpus: float = 0):
+                  num_gpus: Optional[float] = None):
     """Encode a dataset's passages with the document encoder and build an index at ``out``; with ``shards``
     (or ``ray``) a sharded numba index (:func:`~pyterrier_disco.index.shard_build.build_sharded`)."""
     from ..encoders import Splade

@@ -86,14 +86,15 @@ def plan_shards(n_docs: int, num_shards: int) -> List[dict]:
 
 
 def build_sharded(docs, out, *, shards: int, splade=None, vocab: Optional[str] = None, ray=None,
-                  batch_size: int = 32, num_gpus: float = 0, workers: Optional[int] = None,
+                  batch_size: int = 32, num_gpus: Optional[float] = None, workers: Optional[int] = None,
                   overwrite: bool = False, verbose: bool = True) -> ShardedIndex:
     """Index ``docs`` into ``shards`` shards at ``out``: text is encoded by ``splade``'s document model (default
     the embedded SPLADE-tiny); already encoded ``toks`` are indexed as they are (``vocab``: their fingerprint).
 
     ``ray=None`` builds the shards one after another in this process. ``ray=True`` / ``"local"`` / ``"auto"`` / an
     address: Ray Data encodes the passages on ``workers`` encoder actors (one model load each, ``num_gpus`` GPUs
-    each, batches of ``batch_size``), then one Ray task per shard writes it. Rerunning after a failure keeps the
+    each: by default one when the cluster has GPUs, else none; batches of ``batch_size``; ``workers`` by default
+    one per GPU, or per CPU), then one Ray task per shard writes it. Rerunning after a failure keeps the
     finished shards and rebuilds the others; ``overwrite`` starts again."""
     if ray is not None:  # an unreachable cluster is refused before anything is written
         from ._ray import connect
@@ -126,12 +127,17 @@ def build_sharded(docs, out, *, shards: int, splade=None, vocab: Optional[str] =
 
         records.update(build_shards(source, out, pending, ray, model=model, vocab=vocab, batch_size=batch_size,
                                     num_gpus=num_gpus, workers=workers, verbose=verbose))
-    meta = {"type": "sparse_index", "format": SHARDED_FORMAT, "package_hint": "pyterrier-disco",
-            **{k: plan[k] for k in ("num_docs", "vocab", "model", "source")}, "num_shards": shards,
-            "shards": [records[spec["name"]] for spec in plan["shards"]]}
-    write_json(out / "pt_meta.json", meta)
-    shutil.rmtree(out / BUILD, ignore_errors=True)
+    write_manifest(out, plan, records)
     return ShardedIndex(out, verbose=verbose)
+
+
+def write_manifest(out: Path, plan: dict, records: dict) -> None:
+    """``pt_meta.json`` from the plan and every shard's record (``{name: record}``); the build folder goes."""
+    meta = {"type": "sparse_index", "format": SHARDED_FORMAT, "package_hint": "pyterrier-disco",
+            **{k: plan[k] for k in ("num_docs", "vocab", "model", "source")}, "num_shards": len(plan["shards"]),
+            "shards": [records[spec["name"]] for spec in plan["shards"]]}
+    write_json(Path(out) / "pt_meta.json", meta)
+    shutil.rmtree(Path(out) / BUILD, ignore_errors=True)
 
 
 def _start(out: Path, plan: dict, overwrite: bool) -> None:

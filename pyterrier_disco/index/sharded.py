@@ -11,7 +11,6 @@ Global document ids are ``offset + local id``; a shard's scorer breaks ties by l
 top k by (score descending, shard, rank in shard) gives exactly the ranking of one index over all documents.
 """
 import hashlib
-import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from .artifact import ARTIFACT_TYPE, CorruptIndexError, SparseIndex
+from .artifact import ARTIFACT_TYPE, CorruptIndexError, SparseIndex, read_meta
 from .retriever import Hits, SparseRetriever, check_query_toks, check_terms_found, check_vocab, hits_frame, ranks
 
 SHARDED_FORMAT = "sharded"
@@ -90,17 +89,7 @@ class ShardedIndex(pt.Artifact):
 
     @property
     def meta(self) -> dict:
-        meta_file = Path(self.path) / "pt_meta.json"
-        if not meta_file.exists():
-            raise FileNotFoundError(f"no sharded index at {self.path}: {meta_file} is missing")
-        try:
-            meta = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as e:
-            raise CorruptIndexError(f"{meta_file} is not valid JSON: {e}") from e
-        if (meta.get("type"), meta.get("format")) != (ARTIFACT_TYPE, SHARDED_FORMAT):
-            raise CorruptIndexError(f"{self.path} holds a {meta.get('type')}.{meta.get('format')} artifact, "
-                                    f"not a {ARTIFACT_TYPE}.{SHARDED_FORMAT} index")
-        return meta
+        return read_meta(self.path, SHARDED_FORMAT, "build it with build_sharded() or disco index --shards")
 
     def shards(self, *, deep: bool = False) -> List[SparseIndex]:
         """Every shard, checked against the manifest (``deep``: their checksums too)."""

@@ -45,7 +45,7 @@ def connect(address):
             raise RuntimeError(f"cannot reach the Ray cluster at {address}: {e}") from None
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
-        if explicit and not str(address).startswith("ray://") and str(address) != current:
+        if explicit and not str(address).startswith("ray://") and _endpoint(address) != _endpoint(current):
             raise RuntimeError(f"this process is already connected to the Ray cluster at {current}, not {address}: "
                                "call ray.shutdown() first")
         return ray
@@ -55,6 +55,11 @@ def connect(address):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RuntimeError(f"cannot connect to the Ray cluster at {address}: {first}") from None
     return ray
+
+
+def _endpoint(address: str):
+    host, _, port = str(address).rpartition(":")
+    return socket.gethostbyname(host), port
 
 
 def _get(ray, refs):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional
 
 import pandas as pd
+import pyterrier as pt
 
 from .._utils import write_json
 from .artifact import SparseIndex
@@ -117,7 +118,7 @@ def build_sharded(docs, out, *, shards: int, splade=None, vocab: Optional[str] =
     if verbose and records:
         print(f"{out}: {len(records)} of {shards} shards already built, building {len(pending)}")
     if pending and ray is None:
-        for spec in pending:
+        for spec in pt.tqdm(pending, desc="shards", unit="shard", disable=not verbose):
             items = source.records(spec["offset"], spec["offset"] + spec["num_docs"])
             if model is not None:
                 items = encode_records(model, items, batch_size)

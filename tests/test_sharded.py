@@ -260,7 +260,7 @@ def test_ray_data_encodes_and_shards_the_passages(ray_cluster, tmp_path, ikat_pa
     # every passage's vector equals the plain encoder's (up to batch-dependent float rounding)
     vectors = sp.vstack([shard_matrix(shard, splade_model) for shard in sharded.shards()]).tocsr()
     plain = splade_model.encode(list(ikat_passages["text"]))
-    assert (vectors != 0).sum() == (plain != 0).sum() and abs(vectors - plain).max() < 1e-4
+    assert vectors.shape == plain.shape and abs(vectors - plain).max() < 1e-4
     # and the shards search exactly like one index over the same vectors
     records = pd.DataFrame({"docno": ikat_passages["docno"], "toks": splade_model.to_dicts(vectors)})
     single = single_index(tmp_path / "single", records, vocab=splade_model.vocab_fingerprint)

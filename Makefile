@@ -2,8 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-ray bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,8 +20,17 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/disco demo
 
+$(RAY_STAMP): $(STAMP)
+	# the optional Ray extra, for the tests marked `ray` (a local 2-CPU cluster: slow to start, so a step apart)
+	$(VENV)/bin/pip install -e '.[test,ray]'
+	touch $(RAY_STAMP)
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not ray"
+	$(MAKE) test-ray
+
+test-ray: $(RAY_STAMP)
+	$(PY) -m pytest -q -m ray
 
 bench: setup
 	mkdir -p runs

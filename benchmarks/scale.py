@@ -1,6 +1,7 @@
 """Streaming indexing of a large synthetic collection and memory-mapped loading. Prints JSON.
 
     python benchmarks/scale.py [--docs 1000000] [--quick]
+    python benchmarks/scale.py --shards 4 --shard-docs 250000 [--cpus 2]   # sharded, on Ray (see _sharded.py)
 
 Documents (synthetic SPLADE-tiny-like, ``_synthetic.generate``) are produced 50,000 at a time and fed as
 ``{"docno", "toks"}`` records to the public streaming indexer, so the collection never sits in memory. A
@@ -50,22 +51,33 @@ class PeakMemory:
         self.peak = max(self.peak, rss_bytes())
 
 
-def records(stats, n_docs: int, terms, timing: dict):
-    """Synthetic documents as indexer records, generated block by block (generation time kept apart)."""
-    for start in range(0, n_docs, BLOCK):
+def records(stats, terms, timing: dict, start: int, stop: int):
+    """Synthetic documents ``start <= i < stop`` as indexer records, generated block by block (generation time
+    kept apart); block ``b`` is always drawn whole with seed ``b * BLOCK``, so a document is the same whatever
+    slice asks for it (the shards of the sharded configuration hold the single index's documents)."""
+    for first in range(start - start % BLOCK, stop, BLOCK):
         t0 = time.perf_counter()
-        block = _synthetic.generate(stats, min(BLOCK, n_docs - start), seed=start)
+        block = _synthetic.generate(stats, BLOCK, seed=first)
         timing["generate_s"] += time.perf_counter() - t0
-        for i in range(block.shape[0]):
+        for i in range(max(start, first) - first, min(BLOCK, stop - first)):
             lo, hi = block.indptr[i], block.indptr[i + 1]
-            yield {"docno": f"d{start + i}", "toks": dict(zip(terms[block.indices[lo:hi]], block.data[lo:hi].tolist()))}
+            yield {"docno": f"d{first + i}", "toks": dict(zip(terms[block.indices[lo:hi]], block.data[lo:hi].tolist()))}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--quick", action="store_true", help="100,000 documents")
+    ap.add_argument("--quick", action="store_true", help="100,000 documents (with --shards: 4 x 25,000)")
+    ap.add_argument("--shards", type=int, default=None,
+                    help="the sharded configuration: this many shards written by Ray tasks, against one index")
+    ap.add_argument("--shard-docs", type=int, default=250_000, help="documents per shard (with --shards)")
+    ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster (with --shards)")
     args = ap.parse_args()
+    if args.shards:
+        from _sharded import run
+
+        print(json.dumps(run(args.shards, 25_000 if args.quick else args.shard_docs, args.cpus), indent=2))
+        return
     n_docs = 100_000 if args.quick else args.docs
     stats = _synthetic.load_statistics()
     terms = np.array([f"t{j}" for j in range(len(stats["vocab"]))], dtype=object)
@@ -75,7 +87,7 @@ def main():
         path = Path(tmp) / "index"
         with PeakMemory() as memory:
             t0 = time.perf_counter()
-            SparseIndex(path).indexer(verbose=False).index(records(stats, n_docs, terms, timing))
+            SparseIndex(path).indexer(verbose=False).index(records(stats, terms, timing, 0, n_docs))
             total_s = time.perf_counter() - t0
         index_s = total_s - timing["generate_s"]
         disk = sum(f.stat().st_size for f in path.iterdir())

@@ -29,3 +29,11 @@ class CorruptFileError(DiscoError, ValueError):
 class ModelLoadError(DiscoError, OSError):
     """A model that cannot be loaded: a folder without weights or tokenizer, a damaged file, a hub id
     while offline."""
+
+
+class MissingExtraError(DiscoError, ImportError):
+    """An optional dependency (an extra such as ``ray`` or ``vllm``, or a model package) is not installed."""
+
+
+class ClusterError(DiscoError, RuntimeError):
+    """A Ray cluster that cannot be reached, or a distributed build whose workers failed."""

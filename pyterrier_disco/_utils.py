@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ._errors import MissingExtraError
 from ._folders import _umask, atomic_dir  # noqa: F401  (atomic_dir: re-exported)
 
 
@@ -17,7 +18,7 @@ def packaged_file(distribution: str, relative: str, what: str, install: str) -> 
     try:
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError as e:
-        raise ImportError(f"{what} comes with the '{distribution}' package: {install}, "
+        raise MissingExtraError(f"{what} comes with the '{distribution}' package: {install}, "
                           "or pass a model name or folder") from e
     path = Path(dist.locate_file(relative))
     if not path.exists():

@@ -47,15 +47,24 @@ def cmd_index(args) -> None:
     from pyterrier_disco.index import index_dataset
     from pyterrier_disco.index.artifact import is_index_folder
     from pyterrier_disco.index.pisa import is_pisa_folder
+    from pyterrier_disco.index.shard_build import is_sharded_folder
 
     preflight.at_least_one(batch_size=args.batch_size)
     preflight.device(args.device)
-    preflight.output_folder(args.out, overwrite=args.overwrite, what="an index",
-                            ours=is_pisa_folder if args.backend == "pisa" else is_index_folder)
+    sharded = args.shards is not None or args.ray is not None
+    ours = is_sharded_folder if sharded else is_pisa_folder if args.backend == "pisa" else is_index_folder
+    preflight.output_folder(args.out, overwrite=args.overwrite, what="an index", ours=ours,
+                            reuse=is_sharded_folder if sharded else None)  # an unfinished sharded build resumes
+    if args.ray is not None:  # an unreachable cluster is refused before the model loads
+        from pyterrier_disco.index._ray import connect
+
+        connect(args.ray)
     splade = disco.Splade(args.model, device=args.device)
     index = index_dataset(args.dataset, args.out, backend=args.backend, splade=splade,
-                          batch_size=args.batch_size, overwrite=args.overwrite)
-    print(f"indexed {args.dataset} into {index.path} ({args.backend})")
+                          batch_size=args.batch_size, overwrite=args.overwrite, shards=args.shards, ray=args.ray,
+                          num_gpus=args.num_gpus)
+    kind = f"{len(index.meta['shards'])} shards" if sharded else args.backend
+    print(f"indexed {args.dataset} into {index.path} ({kind})")
 
 
 def cmd_teacher_run(args) -> None:
@@ -182,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="numba: exact dot product (default); pisa: pyterrier-pisa, quantised weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    p.add_argument("--shards", type=int, default=None,
+                   help="build a sharded numba index of N contiguous shards (rerun to resume an interrupted build)")
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="encode and index on Ray (needs pyterrier-disco[ray]): alone, Ray's default (a local "
+                        "cluster); or 'auto', 'local', host:port, ray://host:port")
+    p.add_argument("--num-gpus", type=float, default=None,
+                   help="GPUs per encoder actor with --ray (default: 1 when the cluster has GPUs, else 0)")
     _add_model_args(p)
     p.set_defaults(func=cmd_index)
 

@@ -94,20 +94,11 @@ class SparseIndex(pt.Artifact, pt.Indexer):
 
     @property
     def meta(self) -> dict:
-        meta_file = Path(self.path) / "pt_meta.json"
-        if not meta_file.exists():
-            raise FileNotFoundError(f"no index at {self.path}: {meta_file} is missing (build it with .indexer())")
-        try:
-            meta = read_json(meta_file, "index metadata")
-        except ValueError as e:
-            raise CorruptIndexError(str(e)) from e
-        if (meta.get("type"), meta.get("format")) != (ARTIFACT_TYPE, ARTIFACT_FORMAT):
-            raise CorruptIndexError(f"{self.path} holds a {meta.get('type')}.{meta.get('format')} artifact, "
-                                    f"not a {ARTIFACT_TYPE}.{ARTIFACT_FORMAT} index")
+        meta = read_meta(self.path, ARTIFACT_FORMAT, "build it with .indexer()")
         bad = [k for k in _COUNTS if not isinstance(meta.get(k), int) or meta[k] < 0]
         if bad:
-            raise CorruptIndexError(f"{meta_file} lacks valid {', '.join(bad)}: the index metadata is incomplete "
-                                    "or damaged; rebuild the index")
+            raise CorruptIndexError(f"{Path(self.path) / 'pt_meta.json'} lacks valid {', '.join(bad)}: the index "
+                                    "metadata is incomplete or damaged; rebuild the index")
         return meta
 
     def indexer(self, *, vocab: Optional[str] = None, overwrite: bool = False,
@@ -229,6 +220,21 @@ class SparseIndex(pt.Artifact, pt.Indexer):
 
     def __repr__(self):
         return f"SparseIndex({str(self.path)!r})"
+
+
+def read_meta(path, artifact_format: str, hint: str) -> dict:
+    """The ``pt_meta.json`` of a ``sparse_index.<artifact_format>`` folder, checked to be one."""
+    meta_file = Path(path) / "pt_meta.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"no index at {path}: {meta_file} is missing ({hint})")
+    try:
+        meta = read_json(meta_file, "index metadata")
+    except ValueError as e:
+        raise CorruptIndexError(str(e)) from e
+    if (meta.get("type"), meta.get("format")) != (ARTIFACT_TYPE, artifact_format):
+        raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, "
+                                f"not a {ARTIFACT_TYPE}.{artifact_format} index")
+    return meta
 
 
 def _load_array(file: Path, dtype) -> np.ndarray:

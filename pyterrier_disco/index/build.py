@@ -1,7 +1,7 @@
 """Choosing, opening and building indexes: backends by name, dataset passages, the index cache folders."""
 import hashlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from .._folders import output_lock
 from .._utils import read_json
@@ -71,11 +71,20 @@ def dataset_docs(dataset) -> Iterator[dict]:
 
 
 def index_dataset(dataset, out, *, backend: str = "numba", splade=None, batch_size: int = 32,
-                  overwrite: bool = False, verbose: bool = True):
-    """Encode a dataset's passages with the document encoder and build an index at ``out``."""
+                  overwrite: bool = False, verbose: bool = True, shards: Optional[int] = None, ray=None,
+                  num_gpus: Optional[float] = None):
+    """Encode a dataset's passages with the document encoder and build an index at ``out``; with ``shards``
+    (or ``ray``) a sharded numba index (:func:`~pyterrier_disco.index.shard_build.build_sharded`)."""
     from ..encoders import Splade
 
     splade = splade if splade is not None else Splade()
+    if shards is not None or ray is not None:
+        if backend != "numba":
+            raise ValueError(f"sharded indexes use the numba backend, not {backend!r}")
+        from .shard_build import build_sharded
+
+        return build_sharded(dataset, out, shards=shards or 1, splade=splade, ray=ray, batch_size=batch_size,
+                             num_gpus=num_gpus, overwrite=overwrite, verbose=verbose)
     index = new_index(out, backend=backend, verbose=verbose)
     encoder = splade.doc_encoder(batch_size=batch_size, verbose=False)
     info = {"dataset": dataset if isinstance(dataset, str) else None, **doc_model_info(splade)}

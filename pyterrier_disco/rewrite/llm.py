@@ -3,6 +3,7 @@ import importlib.util
 import re
 from typing import Callable, List, Optional
 
+from .._errors import MissingExtraError
 from .._utils import resolve_device
 from .base import GenerativeRewriter
 from .models import load_causal_lm, resolve_model
@@ -50,7 +51,7 @@ class VLLMBackend:
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
-            raise ImportError(VLLM_MISSING) from e
+            raise MissingExtraError(VLLM_MISSING) from e
         # vLLM places the model itself (``device`` is not passed: recent vLLM versions dropped the argument)
         self.llm = LLM(model=load_from, max_model_len=max_prompt_tokens + max_new_tokens)
         self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
@@ -84,7 +85,7 @@ class LLMRewriter(GenerativeRewriter):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-            raise ImportError(VLLM_MISSING)
+            raise MissingExtraError(VLLM_MISSING)
         self.model = model
         self.backend = backend
         self.context = context

@@ -24,7 +24,7 @@ def ikat_queries(splade_model, ikat_home):
     splade = disco.Splade(splade_model)
     return {"raw": splade.query_encoder()(topics),
             "rewrite": (disco.rewrite.Column("human_rewrite") >> splade.query_encoder())(topics),
-            "disco": disco.DiSCo(splade_model).query_encoder()(topics)}
+            "disco": disco.DiSCo.from_models(splade_model).query_encoder()(topics)}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_merge_equals_one_index_and_brute_force_with_ties(tmp_path, shards):
     docs = tie_collection()
     single = single_index(tmp_path / "single", docs)
     sharded = build_sharded(docs, tmp_path / "sharded", shards=shards, verbose=False)
-    queries = pd.DataFrame({"qid": ["a", "b", "c", "a"],  # a repeated qid stays two queries
+    queries = pd.DataFrame({"qid": ["a", "b", "c", "d"],
                             "query_toks": [{"t0": 1.0}, {"t1": 0.5, "t2": 2.0}, {"t3": 1.0, "t4": 1.0, "t5": 0.5},
                                            {"t5": 3.0, "t0": 0.25}]})
     for k in (1, 5, 13, 200):  # cut-offs inside runs of tied scores, and beyond the collection

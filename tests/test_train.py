@@ -60,6 +60,7 @@ def test_short_training_lowers_kld_and_the_student_reloads(setup, tmp_path, spla
     student = trainer.train()
     after = mean_kld(trainer)
     assert after < before
+    assert all(p.requires_grad for p in splade_model.parameters())  # the caller's document model is not altered
     log = pd.read_csv(tmp_path / "student" / "train_log.csv")
     assert list(log["step"]) == list(range(1, trainer.plan["total_steps"] + 1)) and log["kld"].notna().all()
     reloaded = disco.DiSCo.from_pretrained(tmp_path / "student")

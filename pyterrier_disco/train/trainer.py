@@ -73,8 +73,10 @@ class Trainer:
         self.teacher_run = teacher_run
         self.qrels = qrels
         self.provenance = provenance or {}
-        self.doc_model = doc_model if isinstance(doc_model, SpladeModel) else SpladeModel(doc_model, device=device)
-        self.doc_model.requires_grad_(False)
+        if isinstance(doc_model, SpladeModel):  # the caller's model: left trainable, only ever run under no_grad
+            self.doc_model = doc_model
+        else:
+            self.doc_model = SpladeModel(doc_model, device=device).requires_grad_(False)
         if "teacher_run" in teacher_run.attrs:  # a run without metadata (built in memory) is not checked
             check_teacher_run(teacher_run, self.doc_model)
         self.student = SpladeModel(base_model if base_model is not None else self.doc_model.name_or_path,

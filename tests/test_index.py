@@ -352,7 +352,7 @@ def test_verify_finds_damage_of_the_same_size(tmp_path):
     terms, docnos = [f"t{j}" for j in range(40)], [f"d{i}" for i in range(70_000)]
     index = index_from_csr(tmp_path / "i", matrix, docnos, terms)
     report = index.verify()
-    assert report["files_hashed"] == 6 and report["num_postings"] == matrix.nnz
+    assert report["files_hashed"] == 7 and report["num_postings"] == matrix.nnz
     meta_file = tmp_path / "i" / "pt_meta.json"
     meta = json.loads(meta_file.read_text())
     pristine = {f: (tmp_path / "i" / f).read_bytes() for f in meta["files"]}

@@ -19,6 +19,7 @@ import pyterrier_disco
 from pyterrier_disco import DiSCo, Fusion, Splade, new_index
 from pyterrier_disco.rewrite import Column, LLMRewriter, RewriteCache, RewriteColumns, T5Rewriter
 from pyterrier_disco.rewrite.cache import cache_key
+from pyterrier_disco.index import build_sharded
 
 ABSTRACT = {"pyterrier_disco.encoders._Encoder", "pyterrier_disco.rewrite.base.QueryRewriter",
             "pyterrier_disco.rewrite.base.GenerativeRewriter"}
@@ -67,6 +68,8 @@ def env(splade_model, tmp_path_factory):
     numba.indexer(vocab=splade_model.vocab_fingerprint).index(encoded.to_dict("records"))
     pisa = new_index(root / "pisa", backend="pisa", verbose=False)
     pisa.indexer().index(encoded.to_dict("records"))
+    sharded = build_sharded(encoded[["docno", "toks"]], root / "sharded", shards=2,
+                            vocab=splade_model.vocab_fingerprint, verbose=False)
     fake_llm = root / "llm"  # a model folder that is never loaded: every generation is in the cache
     fake_llm.mkdir()
     (fake_llm / "config.json").write_text(json.dumps({"model_type": "llama"}))
@@ -77,7 +80,7 @@ def env(splade_model, tmp_path_factory):
     for rewriter in (llm, t5):
         inputs = rewriter.model_inputs(list(CONVERSATIONS["query"]), list(CONVERSATIONS["history"]))
         cache.put_many({cache_key(rewriter.cache_settings(), text): f"{text} (rewritten)" for text in inputs})
-    return dict(splade=splade, numba=numba, pisa=pisa, llm=llm, t5=t5, fake_llm=str(fake_llm), cache=cache,
+    return dict(splade=splade, numba=numba, pisa=pisa, sharded=sharded, llm=llm, t5=t5, fake_llm=str(fake_llm), cache=cache,
                 disco=DiSCo.from_models(splade_model))
 
 
@@ -101,6 +104,9 @@ CASES = {
     "pyterrier_disco.index.retriever.SparseRetriever": lambda e: (
         e["numba"].retriever(num_results=3), e["disco"].query_encoder()(CONVERSATIONS), ["qid", "query_toks"], {},
         {"index": e["numba"], "num_results": 3}),
+    "pyterrier_disco.index.sharded.ShardedRetriever": lambda e: (
+        e["sharded"].retriever(num_results=3), e["disco"].query_encoder()(CONVERSATIONS), ["qid", "query_toks"], {},
+        {"index": e["sharded"], "num_results": 3, "ray": None}),
     "pyterrier_disco.index.pisa._QuietPisaRetriever": lambda e: (
         e["pisa"].retriever(num_results=3), e["disco"].query_encoder()(CONVERSATIONS), ["qid", "query_toks"],
         {"retriever": e["pisa"].retriever(num_results=3).retriever}, {}),

@@ -42,7 +42,7 @@ def test_gradients_reach_only_the_query_encoder_and_documents_are_encoded_once(s
                       config=TrainConfig(batch_size=4, n_negatives=4), verbose=False)
     batch = trainer.batch(0, 0)
     trainer.compute_loss(batch, 0)["loss"].backward()
-    assert all(p.grad is None and not p.requires_grad for p in trainer.doc_model.parameters())
+    assert all(p.grad is None for p in trainer.doc_model.parameters())  # run under no_grad, never frozen in place
     grads = [p.grad.abs().sum().item() for p in trainer.student.parameters() if p.grad is not None]
     assert grads and sum(grads) > 0
     unique = len({d for e in batch for d in e.docnos})

@@ -155,8 +155,8 @@ def is_sharded_folder(path) -> bool:
             return False
     elif not (path / BUILD / "plan.json").exists():
         return False
-    return all(p.name in ("pt_meta.json", BUILD) or p.name.startswith("shard-")
-               or (p.name.startswith(".") and p.name.endswith(".tmp")) for p in path.iterdir())
+    # shards, and their writers' locks and temporary folders (.shard-N.lock, .shard-N.*.tmp)
+    return all(p.name in ("pt_meta.json", BUILD) or p.name.startswith(("shard-", ".shard-")) for p in path.iterdir())
 
 
 def _start(out: Path, plan: dict, overwrite: bool) -> None:

@@ -133,7 +133,10 @@ def _passages(ray, source: DocSource, pending: List[dict], blocks: int):
     if source.frame is not None:
         frame = pd.concat([source.frame.iloc[s["offset"]:s["offset"] + s["num_docs"]][["docno", "text"]]
                            .assign(gid=np.arange(s["offset"], s["offset"] + s["num_docs"])) for s in pending])
-        return ray.data.from_pandas(frame.reset_index(drop=True), override_num_blocks=blocks)
+        frame = frame.reset_index(drop=True)
+        # split here: Ray's own split (np.array_split) turns a pandas 3 frame into bare arrays
+        bounds = np.linspace(0, len(frame), min(blocks, len(frame)) + 1).astype(int)
+        return ray.data.from_pandas([frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
     chunks = [{"start": a, "stop": min(a + READ_CHUNK, s["offset"] + s["num_docs"])} for s in pending
               for a in range(s["offset"], s["offset"] + s["num_docs"], READ_CHUNK)]
     return ray.data.from_items(chunks).map_batches(_read_chunks, batch_size=1, batch_format="pandas",

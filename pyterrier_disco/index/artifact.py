@@ -222,8 +222,9 @@ class SparseIndex(pt.Artifact, pt.Indexer):
         return f"SparseIndex({str(self.path)!r})"
 
 
-def read_meta(path, artifact_format: str, hint: str) -> dict:
-    """The ``pt_meta.json`` of a ``sparse_index.<artifact_format>`` folder, checked to be one."""
+def read_meta(path, artifact_format: Optional[str], hint: str) -> dict:
+    """The ``pt_meta.json`` of a ``sparse_index.<artifact_format>`` folder (any format if ``None``), checked to
+    be one."""
     meta_file = Path(path) / "pt_meta.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"no index at {path}: {meta_file} is missing ({hint})")
@@ -231,9 +232,9 @@ def read_meta(path, artifact_format: str, hint: str) -> dict:
         meta = read_json(meta_file, "index metadata")
     except ValueError as e:
         raise CorruptIndexError(str(e)) from e
-    if (meta.get("type"), meta.get("format")) != (ARTIFACT_TYPE, artifact_format):
-        raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, "
-                                f"not a {ARTIFACT_TYPE}.{artifact_format} index")
+    if meta.get("type") != ARTIFACT_TYPE or artifact_format not in (None, meta.get("format")):
+        wanted = "sparse index" if artifact_format is None else f"{ARTIFACT_TYPE}.{artifact_format} index"
+        raise CorruptIndexError(f"{path} holds a {meta.get('type')}.{meta.get('format')} artifact, not a {wanted}")
     return meta
 
 

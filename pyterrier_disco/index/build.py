@@ -4,9 +4,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from .._folders import output_lock
-from .._utils import read_json
 
-from .artifact import CorruptIndexError, SparseIndex
+from .artifact import CorruptIndexError, SparseIndex, read_meta
 from .pisa import PisaBackend
 
 
@@ -35,16 +34,8 @@ def open_index(path, **kwargs):
     except those in :data:`WRAPPERS` (PISA: :class:`PisaBackend`). ``kwargs`` go to the index's constructor."""
     import pyterrier as pt
 
-    meta_file = Path(path) / "pt_meta.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"no index at {path}: {meta_file} is missing")
-    try:
-        meta = read_json(meta_file, "index metadata")
-    except ValueError as e:
-        raise CorruptIndexError(str(e)) from e
+    meta = read_meta(path, None, "build it with disco index")
     kind = f"{meta.get('type')}.{meta.get('format')}"
-    if meta.get("type") != "sparse_index":
-        raise CorruptIndexError(f"{path} holds a {kind} artifact, not a sparse index")
     if kind in WRAPPERS:
         return WRAPPERS[kind](path, **kwargs)
     try:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from pyterrier_disco.plots import _depth_bins, depth_table, plot_by_depth, plot_tradeoff
+from pyterrier_disco.plots import _depth_bins, depth_table, plot_by_depth, plot_tradeoff, plot_bars
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -101,3 +101,16 @@ def test_failed_write_leaves_no_file_and_keeps_old(tmp_path, monkeypatch):
         plot_by_depth(_per_turn(), tmp_path / "depth.png")
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["tradeoff.png"]
+
+
+def test_plot_bars_one_panel_per_group(tmp_path):
+    table = pd.DataFrame({"label": ["SPLADE QR T1", "DiSCo T1", "DiSCo T1", "DiSCo T1+T2"],
+                          "R@100": [0.83, 0.90, 0.90, 0.93], "panel": ["per teacher"] * 2 + ["multi-teachers"] * 2})
+    two = plot_bars(table, tmp_path / "two.png")
+    one = plot_bars(table[table["panel"] == "per teacher"], tmp_path / "one.png")
+    assert _png_size(two)[0] > 1.6 * _png_size(one)[0] and _png_size(one)[1] > 300
+    with pytest.raises(ValueError, match="panel"):
+        plot_bars(table.drop(columns=["panel"]), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="numeric"):
+        plot_bars(table.assign(**{"R@100": ["a"] * 4}), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

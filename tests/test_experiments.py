@@ -1,5 +1,5 @@
-"""The experiment scripts: every --help, a real small run of figures5_6 and table4_zero_shot on the real iKAT
-2023 train files, and the student cache of experiments/_lib.py."""
+"""The experiment scripts: every --help, the paper's splits, real small runs of table4 (iKAT 2023 train, with
+the LLM and a fusion), table3 and figure5 (disco-mini, two-step trainings), and the caches of experiments/_lib.py."""
 import importlib
 import json
 import os
@@ -8,7 +8,6 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pyterrier as pt
@@ -16,7 +15,9 @@ import pytest
 
 import pyterrier_disco as disco
 from pyterrier_disco.encoders import embedded_model_path
-from pyterrier_disco.evaluation import MEASURE_NAMES, MEASURES
+from pyterrier.measures import RR, R
+
+from pyterrier_disco.evaluation import MEASURE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -41,74 +42,121 @@ def untrained_student(folder: Path, recipe=None) -> Path:
 
 
 def test_every_script_has_help():
-    assert {p.name for p in SCRIPTS} == {"figure4_teachers.py", "figures5_6.py", "followup_sweeps.py",
-                                         "table3_in_domain.py", "table4_zero_shot.py", "table5_latency.py"}
+    assert {p.name for p in SCRIPTS} == {"figure4_teachers.py", "figure5_sparsity.py", "figure6_depth.py",
+                                         "followup_sweeps.py", "table3_in_domain.py", "table4_zero_shot.py",
+                                         "table5_latency.py"}
     procs = {p.name: subprocess.Popen([sys.executable, str(p), "--help"], cwd=ROOT, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True) for p in SCRIPTS}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"{name}: {err}"
-        assert out.startswith("usage:") and "--limit" in out and "--out" in out and "--llm" in out, name
+        assert out.startswith("usage:") and "--limit" in out and "--out" in out and "--backend" in out, name
+        assert "small, on CPU" in out, f"{name}: its help shows a small run"
     # their own options are there too
     assert "--student" in run_script("table4_zero_shot.py", "--help").stdout
 
 
+def test_defaults_never_train_and_test_on_the_same_split():
+    """The defaults are the paper's: train splits for training, test splits for testing."""
+    code = (f"import sys; sys.path.insert(0, {str(EXPERIMENTS)!r}); import table3_in_domain as t; "
+            "print(sorted((a, b) for a, b, _, _ in t.PAPER.values()))")
+    pairs = eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert all(train != test and train.endswith("/train") for train, test in pairs)
+    bad = run_script("figure6_depth.py", "--train", "disco-mini/test", "--test", "disco-mini/test")
+    assert bad.returncode != 0 and "same" in bad.stderr
+
+
 @pytest.fixture(scope="module")
 def small_runs(ikat_home, tmp_path_factory):
-    """figures5_6 then table4_zero_shot on the first 3 iKAT 2023 train turns (short LLM prompts), sharing one
-    --work folder and the rewrite cache."""
+    """table4 on the first 3 iKAT 2023 train turns (short LLM prompts) with an untrained student, then table3 and
+    figure5 on disco-mini with two-step trainings, sharing one --work folder and the rewrite cache."""
     tmp = tmp_path_factory.mktemp("experiments")
     student = untrained_student(tmp / "student")
     work = tmp / "work"
-    fig = run_script("figures5_6.py", "--dataset", "ikat/2023/train", "--student", student, "--limit", 3,
-                     "--work", work, "--plots", tmp / "plots", "--out", tmp / "fig56.json",
-                     "--model", tmp / "no-such-model")  # ignored: the student's document model is used
-    t4 = run_script("table4_zero_shot.py", "--student", student, "--datasets", "ikat/2023/train", "--limit", 3,
-                    "--systems", "raw,human,llm,disco", "--work", work, "--out", tmp / "t4.json")
-    return {"tmp": tmp, "work": work, "fig": fig, "t4": t4}
+    t4 = run_script("table4_zero_shot.py", "--student", f"DiSCo untrained={student}", "--datasets", "ikat/2023/train",
+                    "--limit", 3, "--teachers", "human,llm", "--fuse", "llm", "DiSCo untrained", "--work", work,
+                    "--out", tmp / "t4.json", "--model", tmp / "no-such-model")  # ignored: the student's model
+    small = ["--lr", "2e-4", "--max-steps", 2, "--batch-size", 4, "--limit", 20, "--work", work]
+    t3 = run_script("table3_in_domain.py", "--datasets", "disco-mini", "--teachers", "human,query",
+                    "--students", "human", *small, "--out", tmp / "t3.json")
+    f5 = run_script("figure5_sparsity.py", "--train", "disco-mini/train", "--test", "disco-mini/test",
+                    "--teacher", "human", "--references", "human", "--presets", "off", "followup-readme-highest",
+                    *small, "--plot", tmp / "f5.png", "--out", tmp / "f5.json")
+    return {"tmp": tmp, "work": work, "t4": t4, "t3": t3, "f5": f5}
 
 
-def test_figures5_6_small_run(small_runs, splade_model):
-    fig, tmp = small_runs["fig"], small_runs["tmp"]
-    assert fig.returncode == 0, fig.stderr[-3000:]
-    assert "--model" in fig.stdout and "ignored" in fig.stdout
-    records = json.loads((tmp / "fig56.json").read_text())  # --out is written
-    assert [r["name"] for r in records] == ["raw", "fc", "human", "llm", "disco", "fusion"]
-    by_name = {r["name"]: r for r in records}
-    for r in records:
-        assert r["dataset"] == "ikat/2023/train"
-        assert all(0 <= r[m] <= 1 for m in MEASURE_NAMES) and r["q_len"] > 0 and r["ms_per_query"] > 0
-    assert by_name["llm"]["llm_calls_per_query"] == 1 and by_name["fusion"]["llm_calls_per_query"] == 1
-    # the untrained student is the full-context baseline
-    for m in MEASURE_NAMES + ["q_len"]:
-        assert by_name["disco"][m] == pytest.approx(by_name["fc"][m])
-    for name in ("by_depth.png", "tradeoff.png"):
-        assert (tmp / "plots" / name).read_bytes()[:8] == PNG_MAGIC
-    # one index per document model: the folder is named by the vocabulary fingerprint
-    indexes = [p.name for p in (small_runs["work"] / "indexes").iterdir()]
-    assert len(indexes) == 1 and indexes[0].startswith(f"ikat_2023_train.{splade_model.vocab_fingerprint}.")
-
-
-def test_table4_small_run_with_llm_systems(small_runs, splade_model):
+def test_table4_small_run_with_llm_and_fusion(small_runs, splade_model):
     t4, tmp = small_runs["t4"], small_runs["tmp"]
     assert t4.returncode == 0, t4.stderr[-3000:]
+    assert "--model" in t4.stdout and "ignored" in t4.stdout
     records = json.loads((tmp / "t4.json").read_text())
-    assert [r["name"] for r in records] == ["raw", "human", "llm", "disco"]
-    assert all(r["dataset"] == "ikat/2023/train" for r in records)
-    assert len(list((small_runs["work"] / "indexes").iterdir())) == 1  # the index of figures5_6, reused
-    # the raw row against the same pipeline evaluated here
-    index = disco.SparseIndex(next((small_runs["work"] / "indexes").iterdir()))
+    assert [r["name"] for r in records] == ["human", "llm", "DiSCo untrained", "fusion"]
+    by_name = {r["name"]: r for r in records}
+    for r in records:
+        assert r["dataset"] == "ikat/2023/train" and set(r) >= {"R@100", "RR", "nDCG@3", "ms_per_query_sum"}
+        assert all(0 <= r[m] <= 1 for m in ("R@100", "RR", "nDCG@3")) and r["q_len"] > 0 and r["ms_per_query"] > 0
+    assert by_name["llm"]["llm_calls_per_query"] == 1 and by_name["fusion"]["llm_calls_per_query"] == 1
+    assert by_name["fusion"]["ms_per_query"] < by_name["fusion"]["ms_per_query_sum"]  # parallel pipelines
+    indexes = [p.name for p in (small_runs["work"] / "indexes").iterdir() if p.name.startswith("ikat")]
+    assert indexes == [f"ikat_2023_train.{splade_model.vocab_fingerprint}.{indexes[0].rsplit('.', 1)[1]}"]
+    # the human row against the same pipeline evaluated here
+    index = disco.SparseIndex(small_runs["work"] / "indexes" / indexes[0])
     topics = disco.conversations("ikat/2023/train").head(3)
-    expected = pt.Experiment([disco.Splade(splade_model).query_encoder() >> index.retriever()], topics,
-                             disco.datasets.qrels("ikat/2023/train"), eval_metrics=MEASURES, names=["raw"])
-    for m in MEASURE_NAMES:
-        assert records[0][m] == pytest.approx(float(expected[m].iloc[0]))
+    pipeline = disco.rewrite.Column("human_rewrite") >> disco.Splade(splade_model).query_encoder() >> index.retriever()
+    expected = pt.Experiment([pipeline], topics, disco.datasets.qrels("ikat/2023/train"), eval_metrics=[R @ 100, RR],
+                             names=["human"])
+    for m in ("R@100", "RR"):
+        assert by_name["human"][m] == pytest.approx(float(expected[m].iloc[0]))
+
+
+def test_table3_small_run_trains_on_train_and_tests_on_test(small_runs):
+    t3, tmp, work = small_runs["t3"], small_runs["tmp"], small_runs["work"]
+    assert t3.returncode == 0, t3.stderr[-3000:]
+    records = json.loads((tmp / "t3.json").read_text())
+    assert [r["name"] for r in records] == ["fc", "human", "query", "DiSCo T3"]
+    assert {(r["dataset"], r["trained_on"]) for r in records} == {("disco-mini/test", "disco-mini/train")}
+    assert set(records[0]) >= set(MEASURE_NAMES)
+    # the student was trained on the first 20 training turns, from a teacher run keyed by teacher and model
+    meta = json.loads((work / "students" / "table3-disco-mini_train-T3.limit20" / "pt_meta.json").read_text())
+    assert meta["recipe"]["dataset"] == "disco-mini/train" and meta["recipe"]["teachers"] == ["human"]
+    runs = sorted(p.name for p in (work / "teacher_runs").iterdir())
+    assert len(runs) == 1 and runs[0].startswith("disco-mini_train.human.") and ".20." in runs[0]
+
+
+def test_figure5_small_run_points_per_sparsity_preset(small_runs):
+    f5, tmp = small_runs["f5"], small_runs["tmp"]
+    assert f5.returncode == 0, f5.stderr[-3000:]
+    records = json.loads((tmp / "f5.json").read_text())
+    assert [r["name"] for r in records] == ["human", "DiSCo human [off]", "DiSCo human [followup-readme-highest]"]
+    assert all(r["FLOPs"] > 0 and 0 <= r["RR"] <= 1 for r in records)
+    assert (tmp / "f5.png").read_bytes()[:8] == PNG_MAGIC
+    assert len(list((small_runs["work"] / "teacher_runs").iterdir())) == 1  # table3's human run, reused
+
+
+def test_cached_teacher_run_built_otherwise_is_refused(lib, tmp_path, ikat_home, splade_model, ikat_index):
+    """A cached teacher run whose metadata names another model or prompt than asked is refused, naming both."""
+    index, _ = ikat_index
+    splade = disco.Splade(splade_model)
+    run = lib.teacher_run("ikat/2023/train", {"human": "human_rewrite"}, splade, index, tmp_path, 4, k=10)
+    assert run.attrs["teacher_run"]["teacher_details"]["human"]["model"] == "human_rewrite"
+    (cached,) = (tmp_path / "teacher_runs").iterdir()
+    again = lib.teacher_run("ikat/2023/train", {"human": "human_rewrite"}, splade, index, tmp_path, 4, k=10)
+    pd.testing.assert_frame_equal(again, run, check_dtype=False)
+    # the file another teacher named "human" would use, holding this run: refused
+    lib.teacher_run("ikat/2023/train", {"human": "query"}, splade, index, tmp_path / "other", 4, k=10)
+    (other,) = (tmp_path / "other" / "teacher_runs").iterdir()
+    shutil.copy(cached, other)
+    with pytest.raises(ValueError, match="built with kind 'column', model 'human_rewrite'.*model 'query'"):
+        lib.teacher_run("ikat/2023/train", {"human": "query"}, splade, index, tmp_path / "other", 4, k=10)
 
 
 @pytest.fixture()
 def lib(monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     return importlib.import_module("_lib")
+
+
+HUMAN = {"human": "human_rewrite"}
 
 
 def test_student_cache_is_keyed_by_limit_and_checked(lib, tmp_path, monkeypatch, splade_model):
@@ -120,13 +168,14 @@ def test_student_cache_is_keyed_by_limit_and_checked(lib, tmp_path, monkeypatch,
 
     monkeypatch.setattr("pyterrier_disco.train.train", fake_train)
     monkeypatch.setattr(lib, "teacher_run", lambda *a, **kw: pd.DataFrame())
+    monkeypatch.setattr(lib, "index_of", lambda *a, **kw: None)
     splade = disco.Splade(splade_model)
     args = lib.parser("test").parse_args(["--work", str(tmp_path), "--epochs", "1"])
     students = tmp_path / "students"
 
-    lib.student("disco-mini/train", ["human"], args, splade, None, tmp_path, "mini-human")
+    lib.student("disco-mini/train", HUMAN, args, splade, tmp_path, "mini-human")
     args.limit = 12
-    lib.student("disco-mini/train", ["human"], args, splade, None, tmp_path, "mini-human")
+    lib.student("disco-mini/train", HUMAN, args, splade, tmp_path, "mini-human")
     assert [t["out"] for t in trained] == [students / "mini-human", students / "mini-human.limit12"]
     assert [t["turns"] for t in trained] == [len(disco.conversations("disco-mini/train")), 12]
     assert [t["provenance"]["limit"] for t in trained] == [None, 12]
@@ -135,47 +184,18 @@ def test_student_cache_is_keyed_by_limit_and_checked(lib, tmp_path, monkeypatch,
     call = trained[1]
     recipe = {"config": asdict(call["config"]), "doc_model": splade.doc_model.source, **call["provenance"]}
     untrained_student(students / "mini-human.limit12", recipe)
-    reused = lib.student("disco-mini/train", ["human"], args, splade, None, tmp_path, "mini-human")
+    reused = lib.student("disco-mini/train", HUMAN, args, splade, tmp_path, "mini-human")
     assert isinstance(reused, disco.DiSCo) and len(trained) == 2
     with pytest.raises(FileExistsError, match="dataset"):
-        lib.student("ikat/2023/train", ["human"], args, splade, None, tmp_path, "mini-human")
+        lib.student("ikat/2023/train", HUMAN, args, splade, tmp_path, "mini-human")
     with pytest.raises(FileExistsError, match="teachers"):
-        lib.student("disco-mini/train", ["human", "llm"], args, splade, None, tmp_path, "mini-human")
+        lib.student("disco-mini/train", {**HUMAN, "query": "query"}, args, splade, tmp_path, "mini-human")
     args.epochs = 2
     with pytest.raises(FileExistsError, match="config"):
-        lib.student("disco-mini/train", ["human"], args, splade, None, tmp_path, "mini-human")
+        lib.student("disco-mini/train", HUMAN, args, splade, tmp_path, "mini-human")
     (students / "mini-human.limit12" / "pt_meta.json").write_text(json.dumps({
         **json.loads((students / "mini-human.limit12" / "pt_meta.json").read_text()),
         "recipe": {**recipe, "limit": 30}}))
     args.epochs = 1
     with pytest.raises(FileExistsError, match="limit"):
-        lib.student("disco-mini/train", ["human"], args, splade, None, tmp_path, "mini-human")
-
-
-class Compared(Exception):
-    pass
-
-
-def test_evaluate_builds_the_llm_rewriter_when_asked(lib, monkeypatch):
-    """table3/table4 --systems with llm or fusion: _lib.evaluate makes the --llm rewriter (the real one is run
-    by test_table4_small_run_with_llm_systems)."""
-    made, captured = [], {}
-
-    def fake_llm(args, cache=True):
-        made.append(args.llm)
-        return "the rewriter"
-
-    def fake_compare(*args, **kwargs):
-        raise Compared
-
-    monkeypatch.setattr(lib, "llm_rewriter", fake_llm)
-    monkeypatch.setattr("pyterrier_disco.evaluation.standard_systems",
-                        lambda names, splade, students, llm: captured.update(llm=llm) or [])
-    monkeypatch.setattr("pyterrier_disco.evaluation.compare", fake_compare)
-    splade = SimpleNamespace(doc_model=SimpleNamespace(vocab_fingerprint="v"))
-    args = lib.parser("test").parse_args(["--llm", "some/llm", "--limit", "3"])
-    for systems, expected in [(["raw", "fc"], None), (["raw", "llm"], "the rewriter"), (["fusion"], "the rewriter")]:
-        with pytest.raises(Compared):
-            lib.evaluate("disco-mini/test", systems, splade, None, args, students={})
-        assert captured["llm"] == expected
-    assert made == ["some/llm", "some/llm"]
+        lib.student("disco-mini/train", HUMAN, args, splade, tmp_path, "mini-human")

@@ -25,7 +25,7 @@ SCRIPTS = sorted(p for p in EXPERIMENTS.glob("*.py") if not p.name.startswith("_
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_script(name, *args, timeout=300):
+def run_script(name, *args, timeout=900):  # generous: the machine is shared, jobs may be paused
     return subprocess.run([sys.executable, str(EXPERIMENTS / name), *map(str, args)], cwd=ROOT, env=os.environ.copy(),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -68,8 +68,9 @@ def test_defaults_never_train_and_test_on_the_same_split():
 
 @pytest.fixture(scope="module")
 def small_runs(ikat_home, tmp_path_factory):
-    """table4 on the first 3 iKAT 2023 train turns (short LLM prompts) with an untrained student, then table3 and
-    figure5 on disco-mini with two-step trainings, sharing one --work folder and the rewrite cache."""
+    """table4 on the first 3 iKAT 2023 train turns (short LLM prompts) with an untrained student, then table3,
+    figure5 and figure6 on disco-mini with two-step trainings, and table5 (students trained on 3 disco-mini turns,
+    timed on 3 iKAT turns), sharing one --work folder and the rewrite cache."""
     tmp = tmp_path_factory.mktemp("experiments")
     student = untrained_student(tmp / "student")
     work = tmp / "work"
@@ -82,7 +83,12 @@ def small_runs(ikat_home, tmp_path_factory):
     f5 = run_script("figure5_sparsity.py", "--train", "disco-mini/train", "--test", "disco-mini/test",
                     "--teacher", "human", "--references", "human", "--presets", "off", "followup-readme-highest",
                     *small, "--plot", tmp / "f5.png", "--out", tmp / "f5.json")
-    return {"tmp": tmp, "work": work, "t4": t4, "t3": t3, "f5": f5}
+    f6 = run_script("figure6_depth.py", "--train", "disco-mini/train", "--test", "disco-mini/test", "--teacher",
+                    "human", *small, "--plot", tmp / "f6.png", "--per-turn", tmp / "f6.csv", "--out", tmp / "f6.json")
+    t5 = run_script("table5_latency.py", "--train", "disco-mini/train", "--dataset", "ikat/2023/train", "--teachers",
+                    "llm", "--students", "human", "--convsplade", "human", "--fuse", "llm", "DiSCo T3",
+                    *small[:-4], "--limit", 3, "--work", work, "--out", tmp / "t5.json")
+    return {"tmp": tmp, "work": work, "t4": t4, "t3": t3, "f5": f5, "f6": f6, "t5": t5}
 
 
 def test_table4_small_run_with_llm_and_fusion(small_runs, splade_model):
@@ -119,8 +125,8 @@ def test_table3_small_run_trains_on_train_and_tests_on_test(small_runs):
     # the student was trained on the first 20 training turns, from a teacher run keyed by teacher and model
     meta = json.loads((work / "students" / "table3-disco-mini_train-T3.limit20" / "pt_meta.json").read_text())
     assert meta["recipe"]["dataset"] == "disco-mini/train" and meta["recipe"]["teachers"] == ["human"]
-    runs = sorted(p.name for p in (work / "teacher_runs").iterdir())
-    assert len(runs) == 1 and runs[0].startswith("disco-mini_train.human.") and ".20." in runs[0]
+    runs = sorted(p.name for p in (work / "teacher_runs").iterdir() if ".20." in p.name)  # table5's: 3 turns
+    assert len(runs) == 1 and runs[0].startswith("disco-mini_train.human.")
 
 
 def test_figure5_small_run_points_per_sparsity_preset(small_runs):
@@ -130,7 +136,61 @@ def test_figure5_small_run_points_per_sparsity_preset(small_runs):
     assert [r["name"] for r in records] == ["human", "DiSCo human [off]", "DiSCo human [followup-readme-highest]"]
     assert all(r["FLOPs"] > 0 and 0 <= r["RR"] <= 1 for r in records)
     assert (tmp / "f5.png").read_bytes()[:8] == PNG_MAGIC
-    assert len(list((small_runs["work"] / "teacher_runs").iterdir())) == 1  # table3's human run, reused
+    runs = [p for p in (small_runs["work"] / "teacher_runs").iterdir() if ".20." in p.name]
+    assert len(runs) == 1  # table3's human run, reused
+
+
+def test_figure6_small_run_by_depth(small_runs):
+    f6, tmp, work = small_runs["f6"], small_runs["tmp"], small_runs["work"]
+    assert f6.returncode == 0, f6.stderr[-3000:]
+    records = json.loads((tmp / "f6.json").read_text())
+    assert [r["name"] for r in records] == ["human", "DiSCo T3", "convSPLADE"]
+    assert {(r["dataset"], r["trained_on"]) for r in records} == {("disco-mini/test", "disco-mini/train")}
+    # convSPLADE is the supervised baseline: InfoNCE on the qrels, no distillation
+    meta = json.loads((work / "students" / "convsplade-disco-mini_train.limit20" / "pt_meta.json").read_text())
+    assert meta["recipe"]["config"]["loss"] == "infonce"
+    assert (tmp / "f6.png").read_bytes()[:8] == PNG_MAGIC
+    per_turn = pd.read_csv(tmp / "f6.csv")
+    assert set(per_turn["system"]) == {r["label"] for r in records} and len(per_turn) == 3 * 20
+    for r in records:  # the per-turn rows average to the table's
+        rows = per_turn[per_turn["system"] == r["label"]]
+        assert rows["RR"].mean() == pytest.approx(r["RR"]) and rows["q_len"].mean() == pytest.approx(r["q_len"])
+
+
+def test_table5_small_run_latency_per_stage(small_runs):
+    t5, tmp = small_runs["t5"], small_runs["tmp"]
+    assert t5.returncode == 0, t5.stderr[-3000:]
+    rows = {r["system"]: r for r in json.loads((tmp / "t5.json").read_text())}
+    assert list(rows)[:3] == ["SPLADE QR llm", "DiSCo T3", "convSPLADE"] and list(rows)[3].startswith("Fusion(")
+    fusion = rows[list(rows)[3]]
+    for r in rows.values():
+        assert r["dataset"] == "ikat/2023/train" and 0 <= r["R@100"] <= 1
+        assert r["total_ms"] == pytest.approx(r["rewrite_ms"] + r["retrieval_ms"]) and r["retrieval_ms"] > 0
+    assert rows["SPLADE QR llm"]["rewrite_ms"] > 0 and fusion["rewrite_ms"] > 0
+    assert rows["DiSCo T3"]["rewrite_ms"] == rows["convSPLADE"]["rewrite_ms"] == 0
+    assert rows["SPLADE QR llm"]["llm_calls_per_query"] == fusion["llm_calls_per_query"] == 1
+    # the fusion's pipelines run in parallel: its total is below running them one after the other
+    assert fusion["total_ms"] < fusion["total_sum_ms"]
+    assert rows["DiSCo T3"]["total_ms"] == pytest.approx(rows["DiSCo T3"]["total_sum_ms"])
+
+
+def test_figure4_small_run_teachers_and_teacher_sets(small_runs):
+    """Figure 4 on disco-mini with two column teachers, in its own --work holding the indexes of the others."""
+    tmp = small_runs["tmp"]
+    work = tmp / "work4"
+    shutil.copytree(small_runs["work"] / "indexes", work / "indexes")
+    f4 = run_script("figure4_teachers.py", "--train", "disco-mini/train", "--test", "disco-mini/test", "--teachers",
+                    "human,query", "--sets", "human,query", "--lr", "2e-4", "--max-steps", 1, "--batch-size", 4,
+                    "--limit", 12, "--work", work, "--plot", tmp / "f4.png", "--out", tmp / "f4.json")
+    assert f4.returncode == 0, f4.stderr[-3000:]
+    records = json.loads((tmp / "f4.json").read_text())
+    # left panel: each teacher's rewrite and its single-teacher student; right panel: the teacher set's student
+    assert [r["name"] for r in records] == ["human", "query", "DiSCo T3", "DiSCo query", "DiSCo T3+query"]
+    assert all(0 <= r["R@100"] <= 1 and r["trained_on"] == "disco-mini/train" for r in records)
+    assert {p.name for p in (work / "students").iterdir()} == {
+        f"figure4-disco-mini_train-{tag}.limit12" for tag in ("T3", "query", "T3+query")}
+    assert (tmp / "f4.png").read_bytes()[:8] == PNG_MAGIC
+    assert len(list((work / "indexes").iterdir())) == len(list((small_runs["work"] / "indexes").iterdir()))
 
 
 def test_cached_teacher_run_built_otherwise_is_refused(lib, tmp_path, ikat_home, splade_model, ikat_index):
@@ -148,6 +208,22 @@ def test_cached_teacher_run_built_otherwise_is_refused(lib, tmp_path, ikat_home,
     shutil.copy(cached, other)
     with pytest.raises(ValueError, match="built with kind 'column', model 'human_rewrite'.*model 'query'"):
         lib.teacher_run("ikat/2023/train", {"human": "query"}, splade, index, tmp_path / "other", 4, k=10)
+
+
+def test_experiment_teachers_are_the_papers(lib):
+    """The LLM teachers and LLM-QR rows of the experiments: the paper's models, Table 2 prompt, rewrite alone."""
+    args = lib.parser("test").parse_args([])
+    found = lib.teachers("llm=llama,llm=mistral,human", "disco-mini/test", args)
+    assert list(found) == ["llm=meta-llama/Meta-Llama-3.1-8B-Instruct", "llm=mistralai/Mistral-7B-Instruct-v0.2",
+                           "human"]
+    assert [lib.label(name).split()[0] for name in found] == ["T1", "T2", "T3"]
+    llama, mistral, human = found.values()
+    assert human == "human_rewrite"
+    for llm, model in ((llama, "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+                       (mistral, "mistralai/Mistral-7B-Instruct-v0.2")):
+        assert (llm.model_id, llm.policy, llm.prompt) == (model, "rewrite", "one-shot")
+    with pytest.raises(ValueError, match="known llm models"):
+        lib.teachers("llm=gpt9", "disco-mini/test", args)
 
 
 @pytest.fixture()

@@ -1,31 +1,50 @@
-"""Table 4 (DiSCo): zero-shot evaluation of a student on TREC CAsT 2020, CAsT 2022 and iKAT 2023.
+"""Table 4 (DiSCo): zero-shot (out of domain) results on the test topics of TREC CAsT 2020, CAsT 2022 and iKAT
+2023, students trained on QReCC train.
 
-    python experiments/table4_zero_shot.py --student runs/topiocqa-student [--datasets ...] [--limit N]
+Rows, as the paper's: SPLADE on each teacher's rewrite (HumanQR, T5QR, LlamaQR, MistralQR); DiSCo students
+(Mistral, Human, multi-teach = Mistral + Human); DiSCo Fusion = SPLADE MistralQR fused with DiSCo multi-teach
+(the Table 4 caption). Measures: R@100, MRR, nDCG@3.
 
-The CAsT collections (38M / 106M passages) must be indexed with the student's document model (GPU advised);
-ikat/2023/train runs here on its provenance passages.
+    python experiments/table4_zero_shot.py --model naver/splade-cocondenser-ensembledistil        # the paper's
+    python experiments/table4_zero_shot.py --train disco-mini/train --datasets ikat/2023/train \\
+        --teachers human --students human --fuse human "DiSCo T3" --lr 2e-4 --limit 40             # small, on CPU
+
+--student LABEL=FOLDER evaluates trained students instead of training them (their document model then encodes
+the passages).
 """
-from _lib import evaluate, llm_rewriter, parser, records, setup, write
+from _lib import (check_splits, evaluate, fusion_system, parser, pretrained, records, rewrite_systems, setup,
+                  student_systems, students, teachers, write)
 
 
 def main():
-    p = parser(__doc__)
-    p.add_argument("--student", required=True, help="DiSCo student folder")
-    p.add_argument("--datasets", nargs="+", default=["trec-cast/v1/2020", "trec-cast/v3/2022", "ikat/2023/train"])
-    p.add_argument("--systems", default="raw,fc,human,disco", help="comma-separated: raw, fc, human, llm, disco, "
-                   "fusion (llm and fusion rewrite with --llm)")
-    args = p.parse_args()
-    import pyterrier_disco as disco
+    from pyterrier.measures import RR, R, nDCG
 
-    student = disco.DiSCo.from_pretrained(args.student, device=args.device)
-    systems = args.systems.split(",")
-    llm = llm_rewriter(args) if {"llm", "fusion"} & set(systems) else None  # loaded once, for every dataset
+    p = parser(__doc__)
+    p.add_argument("--train", default="qrecc/train", help="training split of the students")
+    p.add_argument("--datasets", nargs="+", default=["trec-cast/v1/2020", "trec-cast/v3/2022", "ikat/2023/test"],
+                   help="test splits (default: the paper's)")
+    p.add_argument("--teachers", default="human,t5,llm=llama,llm=mistral", help="rewrite rows, comma-separated")
+    p.add_argument("--students", nargs="+", default=["llm=mistral", "human", "llm=mistral,human"],
+                   help="one student per teacher set, each comma-separated")
+    p.add_argument("--student", nargs="+", default=None, metavar="LABEL=FOLDER",
+                   help="trained students to evaluate instead of training --students")
+    p.add_argument("--fuse", nargs=2, default=["llm=mistralai/Mistral-7B-Instruct-v0.2", "DiSCo T2+T3"],
+                   metavar=("TEACHER", "STUDENT"), help="the fusion row: a rewrite row and a student row")
+    args = p.parse_args()
+    for test_id in args.datasets:
+        check_splits(args.train, test_id)
+    given = pretrained(args.student, args.device) if args.student else None
     out = []
-    for dataset in args.datasets:
-        # indexes and baselines use the student's document model (--model is ignored here)
-        work, splade, index = setup(args, dataset, doc_model=student.doc_model)
-        summary = evaluate(dataset, systems, splade, index, args, students={"disco": student}, llm=llm)
-        out += records(summary, dataset=dataset)
+    for test_id in args.datasets:
+        doc_model = next(iter(given.values())).doc_model if given else None
+        work, splade, index = setup(args, test_id, doc_model=doc_model)
+        trained = given or students(args.train, args.students, args, splade, work, "table4")
+        systems = rewrite_systems(teachers(args.teachers, test_id, args), splade) + student_systems(trained)
+        by_name = {s.name: s for s in systems}
+        if args.fuse and all(n in by_name for n in args.fuse):
+            systems.append(fusion_system(by_name[args.fuse[0]], by_name[args.fuse[1]]))
+        summary, _ = evaluate(test_id, systems, splade, index, args, measures=[R @ 100, RR, nDCG @ 3])
+        out += records(summary, dataset=test_id, trained_on=args.train)
     write(args, out)
 
 

@@ -70,7 +70,8 @@ def cmd_index(args) -> None:
 def cmd_teacher_run(args) -> None:
     import pyterrier_disco as disco
     from pyterrier_disco.index import open_index
-    from pyterrier_disco.train.teacher import build_teacher_run, is_teacher_run, resolve_teachers, save_teacher_run
+    from pyterrier_disco.train.teacher import build_teacher_run, is_teacher_run, save_teacher_run
+    from pyterrier_disco.train.teacher_specs import resolve_teachers
 
     preflight.at_least_one(batch_size=args.batch_size, k=args.k, limit=args.limit)
     preflight.device(args.device)
@@ -80,10 +81,14 @@ def cmd_teacher_run(args) -> None:
     if args.limit:
         frame = frame.head(args.limit)
     splade = disco.Splade(args.model, device=args.device, batch_size=args.batch_size)
-    teachers = resolve_teachers(args.teachers, frame)
+    teachers = resolve_teachers(args.teachers, frame, device=args.device)
     run = build_teacher_run(frame, teachers, splade, index, k=args.k)
     save_teacher_run(run, args.out)
     print(f"teacher run: {len(run)} rows, {run['qid'].nunique()} turns, teachers {', '.join(teachers)} -> {args.out}")
+    for name, info in run.attrs["teacher_run"]["teacher_details"].items():
+        prompt = f", prompt {info['prompt_hash']}, policy {info['policy']}" if info.get("prompt_hash") else ""
+        print(f"  {name}: model {info['model']}{prompt}; {info['fallbacks']} of {info['turns']} rewrites fell "
+              "back to the utterance")
 
 
 def cmd_train(args) -> None:
@@ -100,6 +105,14 @@ def cmd_train(args) -> None:
                             reuse=lambda p: (read_marker(p) or {}).get("type") in KINDS or is_training_folder(p))
     frame = disco.conversations(args.dataset)
     run = load_teacher_run(args.teacher_run)
+    if args.teachers:  # train on these teachers of the run, refusing a run built with other models or prompts
+        from pyterrier_disco.train.teacher_specs import check_teachers, resolve_teachers
+
+        teachers = resolve_teachers(args.teachers, frame, device=args.device)
+        check_teachers(run, teachers)
+        attrs = run.attrs
+        run = run[run["teacher"].isin(list(teachers))].reset_index(drop=True)
+        run.attrs = {"teacher_run": {**attrs["teacher_run"], "teachers": list(teachers)}}
     try:
         positives = qrels(args.dataset)
     except ValueError:
@@ -107,8 +120,8 @@ def cmd_train(args) -> None:
         print(f"{args.dataset} has no qrels: each turn's positive is the teacher's top document")
     train(frame, run, doc_lookup(args.dataset), args.out, qrels=positives, config=config,
           base_model=args.base_model, doc_model=args.model, device=args.device, resume=args.resume,
-          overwrite=args.overwrite, provenance={"dataset": args.dataset,
-                                                "teacher_run": str(args.teacher_run)})
+          overwrite=args.overwrite, provenance={"dataset": args.dataset, "teacher_run": str(args.teacher_run),
+                                                "teachers": sorted(run["teacher"].unique().tolist())})
     print(f"student saved to {args.out}; load it with pyterrier_disco.DiSCo.from_pretrained({str(args.out)!r})")
 
 
@@ -124,8 +137,12 @@ def cmd_evaluate(args) -> None:
         preflight.plots_folder(args.plots)
     default = "raw,fc,human,llm,disco,fusion" if args.student else "raw,fc,human,llm"
     systems = [s.strip() for s in (args.systems or default).split(",") if s.strip()]
+    llm = None
+    if {"llm", "fusion"} & set(systems):
+        from pyterrier_disco.rewrite import LLMRewriter
+        llm = LLMRewriter(args.llm, policy=args.llm_policy, verbose=True)
     summary, per_turn = evaluate_dataset(args.dataset, systems=systems, student=args.student, index_dir=args.index,
-                                         model=args.model, limit=args.limit, baseline=args.baseline)
+                                         model=args.model, llm=llm, limit=args.limit, baseline=args.baseline)
     print(f"{args.dataset}: {per_turn['qid'].nunique()} evaluated turns")
     print(format_table(summary))
     if args.out:
@@ -205,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Help)
     p.add_argument("--dataset", required=True, help="conversational ir_datasets id, e.g. ikat/2023/train")
     p.add_argument("--teachers", default="human",
-                   help="comma-separated: human, automatic (rewrite columns), llm (the LLM rewriter), t5, "
-                        "or any column of the conversation frame")
+                   help="comma-separated teachers, each KIND or KIND=MODEL: human, automatic (rewrite columns), "
+                        "llm[=MODEL] (the Table 2 prompt; default the packaged SmolLM2-135M-Instruct; short names "
+                        "mistral, llama: the paper's), t5[=MODEL] (default castorini/t5-base-canard), or any column "
+                        "of the conversation frame; e.g. human,llm=mistralai/Mistral-7B-Instruct-v0.2,t5")
     p.add_argument("--index", required=True, help="index folder built by `disco index` for the same dataset")
     p.add_argument("--out", required=True, help="parquet file to write (qid, docno, score, rank, teacher)")
     p.add_argument("--k", type=int, default=1000, help="documents retrieved per turn and teacher")
@@ -219,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="conversational ir_datasets id the teacher run was built on")
     p.add_argument("--teacher-run", required=True, help="parquet file from `disco teacher-run`")
     p.add_argument("--out", required=True, help="output folder: checkpoints while training, then the student")
+    p.add_argument("--teachers", default=None,
+                   help="train on these teachers of the run (same syntax as teacher-run); a run built with another "
+                        "model or prompt for one of them is refused (default: every teacher of the run)")
     _add_config_args(p, TrainConfig)
     p.add_argument("--model", default=None, help="document-side SPLADE (default: embedded SPLADE-tiny)")
     p.add_argument("--base-model", default=None, help="student start point (default: the document model)")
@@ -235,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--systems", default=None,
                    help="comma-separated: raw, fc (full context, untrained), human, llm, disco, fusion "
                         "(default: all of them with --student, else raw,fc,human,llm)")
+    p.add_argument("--llm", default=None,
+                   help="rewriting LLM of the llm and fusion systems: hub id, folder or .gguf (default: the packaged "
+                        "SmolLM2-135M-Instruct)")
+    p.add_argument("--llm-policy", default="rewrite", choices=["rewrite", "utterance+rewrite"],
+                   help="what the llm system encodes: the rewrite alone (the paper's LLM-QR) or the utterance "
+                        "followed by the rewrite")
     p.add_argument("--baseline", default="raw", help="system the paired t-tests compare against")
     p.add_argument("--limit", type=int, default=None, help="only the first N turns")
     p.add_argument("--model", default=None, help="document-side SPLADE when no student is given")

@@ -47,12 +47,20 @@ class Run:
     """What running a system produced: results, per-topic query lengths, FLOPs and seconds per stage.
 
     ``seconds["rewrite"]`` is the larger of the measured rewriting time and the model time recorded for the
-    generations used, so that rewrites served from the cache still count what they cost to make.
+    generations used, so that rewrites served from the cache still count what they cost to make. For a fusion,
+    ``seconds`` sums each stage over the fused pipelines and ``parallel_seconds`` is the slowest pipeline plus
+    the fusing: the latency when the pipelines run in parallel (the DiSCo paper's footnote 5).
     """
     results: pd.DataFrame
     query_lengths: np.ndarray
     flops: float
     seconds: Dict[str, float]
+    parallel_seconds: Optional[float] = None
+
+    @property
+    def latency_seconds(self) -> float:
+        """Seconds for all topics: the parallel latency of a fusion, else the sum of the stages."""
+        return self.parallel_seconds if self.parallel_seconds is not None else sum(self.seconds.values())
 
 
 def standard_systems(names: Sequence[str], splade, *, students: Optional[Mapping[str, object]] = None,
@@ -143,7 +151,8 @@ def run_system(system: System, topics: pd.DataFrame, retriever: pt.Transformer, 
         fused = fuse(*[r.results for r in runs])
         seconds = {k: sum(r.seconds.get(k, 0.0) for r in runs) for k in ("rewrite", "encode", "retrieve")}
         seconds["fuse"] = time.perf_counter() - t0
-        return Run(fused, sum(r.query_lengths for r in runs), sum(r.flops for r in runs), seconds)
+        parallel = max(r.latency_seconds for r in runs) + seconds["fuse"]
+        return Run(fused, sum(r.query_lengths for r in runs), sum(r.flops for r in runs), seconds, parallel)
     seconds = {}
     frame = topics
     if system.rewriter is not None:
@@ -164,17 +173,23 @@ def run_system(system: System, topics: pd.DataFrame, retriever: pt.Transformer, 
 
 def compare(systems: Sequence[System], topics: pd.DataFrame, qrels: pd.DataFrame, index, *,
             num_results: int = 1000, baseline: Optional[str] = "raw", vocab: Optional[str] = None,
-            verbose: bool = True):
+            measures: Optional[Sequence] = None, verbose: bool = True):
     """Run the systems on ``topics`` and evaluate them in one ``pt.Experiment``.
 
     Returns ``(summary, per_turn)``: one row per system (measures, p-values against ``baseline`` with
-    Bonferroni correction, ``q_len``, ``FLOPs``, ``ms_per_query``, ``llm_calls_per_query``), and one row per
-    system and turn (``system, qid, turn``, the measures, ``q_len``) for plots by conversation depth.
-    ``ms_per_query`` covers rewriting, encoding and retrieval; LLM rewrites served from the rewrite cache count
-    with the generation time recorded when they were made. The index, the encoders and the rewriters' models
+    Bonferroni correction, ``q_len``, ``FLOPs``, ``ms_per_query``, ``ms_per_query_sum``,
+    ``llm_calls_per_query``, ``<stage>_ms_per_query``), and one row per system and turn (``system, qid, turn``,
+    the measures, ``q_len``) for plots by conversation depth. ``ms_per_query`` covers rewriting, encoding and
+    retrieval; for a fusion it is the slower of its pipelines plus the fusing, as they can run in parallel
+    (the paper's footnote 5: "we report the maximum execution time of the two"), and ``ms_per_query_sum`` is
+    the time of running them one after the other (equal to ``ms_per_query`` for other systems). LLM rewrites
+    served from the rewrite cache count with the generation time recorded when they were made. The index, the encoders and the rewriters' models
     are loaded (warmed up) before timing. ``vocab``: the document encoder's vocabulary fingerprint, checked
-    against the index's (default: the fingerprint the project's encoders stamp on their output).
+    against the index's (default: the fingerprint the project's encoders stamp on their output). ``measures``:
+    PyTerrier measures (default R@100, R@10, RR, nDCG@3, the paper's; RR is MRR without a cutoff, as the
+    paper's tables; add ``RR@10`` for the MRR@10 the follow-up reports).
     """
+    measures = list(measures or MEASURES)
     if len(topics) == 0:
         raise ValueError("no topics to evaluate")
     retriever = index.retriever(num_results=num_results, vocab=vocab)
@@ -192,15 +207,16 @@ def compare(systems: Sequence[System], topics: pd.DataFrame, qrels: pd.DataFrame
         runs[system.name] = run_system(system, topics, retriever, p_doc)
     names = [s.name for s in systems]
     base = names.index(baseline) if baseline in names else None
-    experiment = pt.Experiment([runs[n].results for n in names], topics, qrels, eval_metrics=MEASURES,
+    experiment = pt.Experiment([runs[n].results for n in names], topics, qrels, eval_metrics=measures,
                                names=names, baseline=base, correction="bonferroni" if base is not None else None)
-    per_query = pt.Experiment([runs[n].results for n in names], topics, qrels, eval_metrics=MEASURES,
+    per_query = pt.Experiment([runs[n].results for n in names], topics, qrels, eval_metrics=measures,
                               names=names, perquery=True)
     rows = []
     for system in systems:
         run = runs[system.name]
         rows.append({"name": system.name, "label": system.label, "q_len": float(run.query_lengths.mean()),
-                     "FLOPs": run.flops, "ms_per_query": 1000 * sum(run.seconds.values()) / len(topics),
+                     "FLOPs": run.flops, "ms_per_query": 1000 * run.latency_seconds / len(topics),
+                     "ms_per_query_sum": 1000 * sum(run.seconds.values()) / len(topics),
                      "llm_calls_per_query": system.llm_calls_per_query,
                      **{f"{stage}_ms_per_query": 1000 * s / len(topics) for stage, s in run.seconds.items()}})
     efficiency = pd.DataFrame(rows)
@@ -208,6 +224,7 @@ def compare(systems: Sequence[System], topics: pd.DataFrame, qrels: pd.DataFrame
         efficiency.drop(columns=["label"]), on="name")
     per_turn = _per_turn(per_query, topics, runs)
     summary.attrs["baseline"] = baseline if base is not None else None
+    summary.attrs["measures"] = [str(m) for m in measures]
     return summary, per_turn
 
 
@@ -222,7 +239,7 @@ def _per_turn(per_query: pd.DataFrame, topics: pd.DataFrame, runs: Mapping[str, 
 def format_table(summary: pd.DataFrame) -> str:
     """A printable table: measures (``*`` marks a significant difference from the baseline) and efficiency."""
     table = pd.DataFrame({"system": summary["label"]})
-    for m in MEASURE_NAMES:
+    for m in summary.attrs.get("measures", MEASURE_NAMES):
         values = summary[m].map(lambda v: f"{v:.3f}")
         reject = f"{m} reject"
         if reject in summary.columns:
@@ -231,8 +248,15 @@ def format_table(summary: pd.DataFrame) -> str:
     table["q_len"] = summary["q_len"].map(lambda v: f"{v:.1f}")
     table["FLOPs"] = summary["FLOPs"].map(lambda v: f"{v:.2f}")
     table["ms/query"] = summary["ms_per_query"].map(lambda v: f"{v:.1f}")
+    parallel = "ms_per_query_sum" in summary.columns and \
+        not np.allclose(summary["ms_per_query_sum"], summary["ms_per_query"])
+    if parallel:
+        table["ms/q sum"] = summary["ms_per_query_sum"].map(lambda v: f"{v:.1f}")
     table["LLM calls/q"] = summary["llm_calls_per_query"].map(lambda v: f"{v:g}")
     text = table.to_string(index=False)
+    if parallel:
+        text += ("\nms/query of a fusion: its slower pipeline plus fusing (they run in parallel, the paper's "
+                 "footnote 5); ms/q sum: one after the other")
     baseline = summary.attrs.get("baseline")
     if baseline:
         text += (f"\n* significantly different from {baseline!r} (paired t-test, p < 0.05, "
@@ -244,11 +268,14 @@ def summary_records(summary: pd.DataFrame) -> List[dict]:
     """One JSON-able object per system: name, label, each measure under its PyTerrier name, efficiency,
     and the p-values against the baseline."""
     records = []
+    measures = summary.attrs.get("measures", MEASURE_NAMES)
     for _, row in summary.iterrows():
-        rec = {"name": row["name"], "label": row["label"], **{m: float(row[m]) for m in MEASURE_NAMES},
+        rec = {"name": row["name"], "label": row["label"], **{m: float(row[m]) for m in measures},
                "q_len": float(row["q_len"]), "FLOPs": float(row["FLOPs"]),
                "ms_per_query": float(row["ms_per_query"]), "llm_calls_per_query": float(row["llm_calls_per_query"])}
-        p_values = {m: float(row[f"{m} p-value corrected"]) for m in MEASURE_NAMES
+        if "ms_per_query_sum" in row:
+            rec["ms_per_query_sum"] = float(row["ms_per_query_sum"])
+        p_values = {m: float(row[f"{m} p-value corrected"]) for m in measures
                     if f"{m} p-value corrected" in row and pd.notna(row[f"{m} p-value corrected"])}
         if p_values:
             rec["p_values_vs_" + str(summary.attrs.get("baseline"))] = p_values

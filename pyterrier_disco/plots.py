@@ -281,3 +281,30 @@ def plot_tradeoff(summary: pd.DataFrame, out_png, x: str = "FLOPs", y: str = "R@
         The path of the written PNG.
     """
     return _save_png(tradeoff_figure(summary, x, y, label, log_x, title, baseline), out_png)
+
+
+def plot_bars(table: pd.DataFrame, out_png, y: str = "R@100", label: str = "label", panel: str = "panel",
+              title: Optional[str] = None) -> Path:
+    """Bars of ``y`` per system, one panel per value of ``panel`` side by side (the paper's Figure 4).
+
+    Args:
+        table: rows with columns ``panel``, ``label`` and ``y`` (a system may appear in several panels).
+        out_png: where to write the PNG.
+    """
+    _require(table, [label, y], "table")
+    _require(table, [panel], "table")
+    names = list(dict.fromkeys(table[panel]))
+    fig = Figure(figsize=(5 * len(names), 4.5))
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    low = max(0.0, float(table[y].min()) - 0.05)
+    for ax, name in zip(axes, names):
+        rows = table[table[panel] == name]
+        ax.bar(range(len(rows)), rows[y], zorder=2)
+        ax.set_xticks(range(len(rows)), [str(v) for v in rows[label]], rotation=30, ha="right", fontsize="small")
+        ax.set_ylim(low, min(1.0, float(table[y].max()) + 0.05))
+        ax.set_title(str(name))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel(y)
+    if title:
+        fig.suptitle(title)
+    return _save_png(fig, out_png)

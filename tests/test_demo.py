@@ -14,6 +14,7 @@ import pytest
 from pyterrier_disco.demo import DemoConfig, _built_with, _settings_file, run_demo
 from pyterrier_disco.evaluation import MEASURE_NAMES
 from pyterrier_disco.rewrite.cache import RewriteCache
+from pyterrier_disco.train import load_teacher_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SYSTEMS = ["raw", "fc", "human", "llm", "disco-human", "disco-human+llm", "fusion"]
@@ -123,6 +124,10 @@ def test_teacher_run_settings_record_the_llm_turns(runs):
     stored = json.loads(_settings_file(run_file).read_text())
     assert stored["teachers"] == ["human", "llm"] and stored["llm_turns"] > 0
     assert _built_with(run_file, stored)
+    # the demo's explicit choice for its 135M LLM (the paper's is "rewrite"), recorded with the prompt's hash
+    details = load_teacher_run(run_file).attrs["teacher_run"]["teacher_details"]
+    assert stored["llm"]["policy"] == details["llm"]["policy"] == "utterance+rewrite"
+    assert details["llm"]["prompt_hash"] == stored["llm"]["prompt_hash"] and details["human"]["fallbacks"] == 0
     # a run over other LLM-rewritten turns (another --llm-train-turns) or another LLM is not reused
     assert not _built_with(run_file, {**stored, "llm_turns": stored["llm_turns"] + 5})
     assert not _built_with(run_file, {**stored, "llm": {**stored["llm"], "model": "another-llm"}})

@@ -154,3 +154,28 @@ def test_warm_up_rewriter_hooks():
     assert not warm_up_rewriter(Column("human_rewrite"), topics)  # nothing to load
     slow = SlowLoadingRewriter(0.0)
     assert warm_up_rewriter(slow, topics) and slow.loaded and slow.llm_calls == 0
+
+
+def test_fusion_latency_is_the_slower_parallel_pipeline_and_the_sum_is_reported(mini, splade_model):
+    """The paper's footnote 5: a fusion's two pipelines run in parallel, so its latency is the slower one (plus
+    fusing); ms_per_query_sum is running them one after the other."""
+    index, topics, qrels = mini
+    splade = disco.Splade(splade_model)
+    rewriter = SlowLoadingRewriter(0.0)
+    rewriter.generate = lambda inputs: time.sleep(0.02 * len(inputs)) or [f"resolved {t}" for t in inputs]
+    systems = standard_systems(["raw", "llm", "fusion"], splade, llm=rewriter,
+                               students={"untrained": disco.DiSCo.from_models(splade_model)})
+    summary, _ = compare(systems, topics, qrels, index, verbose=False)
+    by_name = summary.set_index("name")
+    stages = [c for c in summary.columns if c.endswith("_ms_per_query") and c != "ms_per_query_sum"]
+    fusion = by_name.loc["fusion"]
+    # the sum is every stage of both pipelines and the fusing
+    assert fusion["ms_per_query_sum"] == pytest.approx(sum(fusion[c] for c in stages if pd.notna(fusion[c])))
+    # the parallel latency covers the LLM pipeline's rewriting and fusing, but not the other pipeline too
+    assert fusion["rewrite_ms_per_query"] + fusion["fuse_ms_per_query"] <= fusion["ms_per_query"] + 1e-9
+    assert fusion["ms_per_query"] < fusion["ms_per_query_sum"]
+    for name in ("raw", "llm"):
+        assert by_name.loc[name, "ms_per_query"] == pytest.approx(by_name.loc[name, "ms_per_query_sum"])
+    table = format_table(summary)
+    assert "ms/q sum" in table and "footnote 5" in table
+    assert summary_records(summary)[2]["ms_per_query_sum"] == pytest.approx(fusion["ms_per_query_sum"])

@@ -60,12 +60,31 @@ def test_kld_infonce_is_weighted_sum():
     B, N, V = 3, 4, 7
     q, docs, teacher = RNG.random((B, V)), RNG.random((B, 1 + N, V)), RNG.normal(size=(B, 1 + N))
     student = np.einsum("bv,bcv->bc", q, docs)
-    for preset, w, tau in (("disco", 0.01, 1.0), ("followup", 0.05, 0.05)):
+    for preset, w, tau in (("disco", 0.01, 1.0), ("followup", 0.05, 0.08)):
         expected = (1 - w) * np_kl(teacher, student) + w * np_infonce(q, docs[:, 0], docs[:, 1:], tau)
         assert kld_infonce(_t(q), _t(docs), _t(teacher), weight=w, tau=tau).item() == pytest.approx(expected)
         terms = LossConfig.preset(preset).compute(_t(q), _t(docs), teacher_scores=_t(teacher))
         assert terms["loss"].item() == pytest.approx(expected)
         assert terms["kld"].item() == pytest.approx(np_kl(teacher, student))
+
+
+def test_soft_positives_enter_the_kld_but_not_the_infonce_negatives():
+    """n_positives P: the KLD covers all P + N candidates with their own teacher scores; InfoNCE's positive is
+    column 0 and its in-batch negatives are the columns from P on (soft positives are not negatives)."""
+    B, P, N, V = 3, 3, 4, 7
+    q, docs, teacher = RNG.random((B, V)), RNG.random((B, P + N, V)), RNG.normal(size=(B, P + N))
+    student = np.einsum("bv,bcv->bc", q, docs)
+    w, tau = 0.2, 0.08
+    expected = (1 - w) * np_kl(teacher, student) + w * np_infonce(q, docs[:, 0], docs[:, P:], tau)
+    got = kld_infonce(_t(q), _t(docs), _t(teacher), weight=w, tau=tau, n_positives=P).item()
+    assert got == pytest.approx(expected)
+    assert got != pytest.approx(kld_infonce(_t(q), _t(docs), _t(teacher), weight=w, tau=tau).item())
+    config = LossConfig.preset("followup", weight=w)
+    assert config.compute(_t(q), _t(docs), _t(teacher), n_positives=P)["loss"].item() == pytest.approx(expected)
+    alone = LossConfig.preset("infonce", tau=tau).compute(_t(q), _t(docs), n_positives=P)["loss"].item()
+    assert alone == pytest.approx(np_infonce(q, docs[:, 0], docs[:, P:], tau))
+    with pytest.raises(ValueError, match="n_positives"):
+        kld_infonce(_t(q), _t(docs), _t(teacher), n_positives=P + N)
 
 
 def test_mse_and_config_errors():
@@ -112,7 +131,11 @@ def test_warmup_schedule(lam, T):
 
 def test_sparsity_presets_and_compute():
     assert (SparsityConfig.preset("off").lambda_d, SparsityConfig.preset("off").lambda_q) == (0.0, 0.0)
-    cfg = SparsityConfig.preset("high", warmup_q=3)
+    paper = SparsityConfig.preset("paper")  # DiSCo Section 4.3: lambda_q 1e-3, lambda_d 5e-4
+    assert (paper.lambda_q, paper.lambda_d) == (1e-3, 5e-4)
+    with pytest.raises(ValueError, match="warm-up"):
+        SparsityConfig(warmup_q=-1)
+    cfg = SparsityConfig.preset("followup-high", warmup_q=3)
     assert (cfg.lambda_d, cfg.lambda_q) == (1e-3, 5e-3)
     q = RNG.random((4, 25))
     docs = RNG.random((4, 3, 25))
@@ -132,8 +155,8 @@ def test_document_terms_from_a_sparse_matrix_equal_the_dense_ones():
 
     q = RNG.random((4, 40))
     docs = RNG.random((12, 40)) * (RNG.random((12, 40)) > 0.8)
-    dense = SparsityConfig.preset("higher").compute(_t(q), _t(docs), step=3)
-    sparse = SparsityConfig.preset("higher").compute(_t(q), sp.csr_matrix(docs), step=3)
+    dense = SparsityConfig.preset("followup-readme-higher").compute(_t(q), _t(docs), step=3)
+    sparse = SparsityConfig.preset("followup-readme-higher").compute(_t(q), sp.csr_matrix(docs), step=3)
     for key in ("loss", "flops_d", "anti_zero", "L0_d"):
         assert sparse[key].item() == pytest.approx(dense[key].item(), rel=1e-6), key
     assert document_terms(sp.csr_matrix(docs))[2].item() == pytest.approx((docs > 0).sum(axis=1).mean())
@@ -143,9 +166,23 @@ def test_frozen_documents_get_no_gradient_from_flops():
     """In DiSCo the document encoder is frozen: the FLOPS term is logged but only queries are trained."""
     q = torch.tensor(RNG.random((3, 10)), requires_grad=True)
     docs = torch.tensor(RNG.random((3, 2, 10)))  # cached, frozen document vectors
-    out = SparsityConfig.preset("splade").compute(q, docs, step=1)
+    out = SparsityConfig.preset("paper").compute(q, docs, step=1)
     out["loss"].backward()
     # L1 gradient on q is lambda_q / B per entry, minus the anti-zero term's 2 / sum(q)^3
     expected = 1e-3 / 3 - 2 / q.detach().sum() ** 3
     assert torch.allclose(q.grad, torch.full_like(q.grad, expected.item()))
     assert out["flops_d"].item() > 0
+
+
+def test_train_command_line_reaches_the_warmup_lambdas_and_positives():
+    from pyterrier_disco.cli import _config_from_args, build_parser
+    from pyterrier_disco.train import TrainConfig
+
+    args = build_parser().parse_args(["train", "--dataset", "d", "--teacher-run", "r.parquet", "--out", "o",
+                                      "--regularization", "paper", "--sparsity-warmup-steps", "7",
+                                      "--lambda-q", "2e-3", "--positives", "4"])
+    config = _config_from_args(args, TrainConfig)
+    assert config.sparsity_config() == SparsityConfig(lambda_d=5e-4, lambda_q=2e-3, warmup_d=7, warmup_q=7)
+    assert config.sparsity_config().lambdas(4)["lambda_q"] == pytest.approx(2e-3 * (4 / 8) ** 2)
+    assert config.n_positives == 4
+    assert TrainConfig().sparsity_config() == SparsityConfig()  # the release's default: no regularisation

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from matplotlib.text import Text
 
-from pyterrier_disco.plots import (_depth_bins, depth_figure, depth_table, plot_by_depth, plot_tradeoff,
+from pyterrier_disco.plots import (_depth_bins, depth_figure, depth_table, plot_bars, plot_by_depth, plot_tradeoff,
                                    significant_systems, tradeoff_figure)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -177,3 +177,16 @@ def test_by_depth_ticks_give_the_number_of_turns():
         assert ticks[8] == "8+\nn=8-12"
     table = depth_table(per_turn, max_turn=8).set_index(["system", "depth"])
     assert table.loc[("DiSCo", "8+"), "n"] == 12 and table.loc[("T5-rewrite", "8+"), "n"] == 8
+
+
+def test_plot_bars_one_panel_per_group(tmp_path):
+    table = pd.DataFrame({"label": ["SPLADE QR T1", "DiSCo T1", "DiSCo T1", "DiSCo T1+T2"],
+                          "R@100": [0.83, 0.90, 0.90, 0.93], "panel": ["per teacher"] * 2 + ["multi-teachers"] * 2})
+    two = plot_bars(table, tmp_path / "two.png")
+    one = plot_bars(table[table["panel"] == "per teacher"], tmp_path / "one.png")
+    assert _png_size(two)[0] > 1.6 * _png_size(one)[0] and _png_size(one)[1] > 300
+    with pytest.raises(ValueError, match="panel"):
+        plot_bars(table.drop(columns=["panel"]), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="numeric"):
+        plot_bars(table.assign(**{"R@100": ["a"] * 4}), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -1,6 +1,8 @@
 """Query rewriters: prompt format, context policies, junk fallback, cache, real SmolLM2 and tiny-T5 generation."""
 import json
+import re
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from pyterrier_disco.rewrite import (Column, LLMRewriter, PromptBuilder, RewriteColumns, T5Rewriter, canard_input,
-                                     first_line, is_junk)
+                                     first_line, is_junk, prompt_fingerprint)
 from pyterrier_disco.rewrite import prompt as prompt_mod
 from pyterrier_disco.rewrite.models import converted_gguf_dir, default_model_path, gguf_to_model
 
@@ -34,37 +36,75 @@ def ikat_frame(ikat_data, n_topics=None) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- prompt
 
-def test_prompt_follows_reference_format():
+# Table 2 of the DiSCo paper as the text extraction gives it (every line break became a space);
+# test_table2_is_the_papers_text checks it against ../shared/papers when that folder is there
+PAPER_TABLE2 = (
+    "# Instruction: I will give you a conversation between a user and a system. You should rewrite the last "
+    "question of the user into a self-contained query. # Example 1: # Context: user: Tell me about the benefit "
+    "of Yoga? system: Increased flexibility, muscle strength. # Please rewrite the following user question: "
+    "Does it help in reducing stress? # Re-written query: Does Yoga help in reducing stress? # Example 2: "
+    "# Context: <ctx> # Please rewrite the following user question: <utterance> # Re-written query:")
+PAPER_TXT = Path(__file__).resolve().parents[1].parent / "shared" / "papers" / "disco-sigir2025.txt"
+
+
+def paper_prompt(ctx_lines, utterance, zero_shot=False):
+    """The prompt from PAPER_TABLE2 with the documented layout put back: a line break before every '# '
+    header, each context turn on its own line, a header's content (but the instruction's) on the next line."""
+    text = PAPER_TABLE2
+    if zero_shot:
+        text = text[:text.index(" # Example 1:")] + text[text.index(" # Example 2:") + len(" # Example 2:"):]
+    lines = []
+    for part in re.split(r" (?=# )", text):
+        header, sep, content = part.partition(": ")
+        if header == "# Instruction" or not sep:
+            lines.append(part)
+        elif content == "<ctx>":
+            lines += [header + ":", *ctx_lines]
+        else:
+            content = content.replace("<utterance>", utterance)
+            lines += [header + ":", *re.split(r" (?=(?:user|system): )", content)]
+    return "\n".join(lines) + "\n"
+
+
+def test_table2_is_the_papers_text():
+    if not PAPER_TXT.is_file():
+        pytest.skip(f"the paper's text is not at {PAPER_TXT} (../shared/papers)")
+    assert PAPER_TABLE2 + " " in PAPER_TXT.read_text(encoding="utf-8")
+
+
+def test_prompt_is_table2_for_a_known_conversation():
+    expected_ctx = ["user: Tell me about the Eiffel Tower.",
+                    "system: It is a wrought-iron lattice tower in Paris, built for the 1889 fair.",
+                    "user: Who designed it?",
+                    "system: The company of Gustave Eiffel designed and built it."]
     text = PromptBuilder()("How tall is it?", CONV)
-    lines = text.split("\n")
-    assert lines[0] == "# Instruction:"
-    assert lines[1].startswith("I will give you a conversation between a user and a system.")
-    assert lines[1].endswith("rewrite the last question of the user into a self-contained query.")
-    # one worked example (yoga) and then the turn to rewrite, each with the same four-header layout
-    assert text.count("# Context:") == 2 and text.count("# Re-written query:") == 2
-    example, turn = text.split("\n\n")[1:3]
-    assert "yoga" in example.lower()
-    ex = example.split("\n")
-    assert ex[0] == "# Context:" and ex[1].startswith("user: ") and ex[2].startswith("system: ")
-    assert ex[3] == "# Please rewrite the following user question:" and ex[5] == "# Re-written query:"
-    assert ex[6] and not ex[6].startswith("#")  # the example's rewrite
-    assert turn.split("\n") == [
-        "# Context:",
-        "user: Tell me about the Eiffel Tower.",
-        "system: It is a wrought-iron lattice tower in Paris, built for the 1889 fair.",
-        "user: Who designed it?",
-        "system: The company of Gustave Eiffel designed and built it.",
-        "# Please rewrite the following user question:",
-        "How tall is it?",
-        "# Re-written query:",
-        "",  # the prompt ends with a newline: the model writes the rewrite on its own line
-    ]
+    assert text == paper_prompt(expected_ctx, "How tall is it?")
+    assert " ".join(text.split()) == " ".join(PAPER_TABLE2.replace("<ctx>", " ".join(expected_ctx))
+                                            .replace("<utterance>", "How tall is it?").split())
+    assert text.split("\n")[:3] == [prompt_mod.INSTRUCTION, "# Example 1:", "# Context:"]
+    # the zero-shot variant: the same prompt without the example
+    zero = PromptBuilder(variant="zero-shot")("How tall is it?", CONV)
+    assert zero == paper_prompt(expected_ctx, "How tall is it?", zero_shot=True)
+    assert "Yoga" not in zero and "# Example" not in zero
+    with pytest.raises(ValueError, match="prompt variant"):
+        PromptBuilder(variant="two-shot")
 
 
 def test_first_turn_prompt_has_empty_context():
-    turn = PromptBuilder()("What is the Eiffel Tower?", []).split("\n\n")[2]
-    assert turn.split("\n")[:3] == ["# Context:", "# Please rewrite the following user question:",
-                                    "What is the Eiffel Tower?"]
+    text = PromptBuilder()("What is the Eiffel Tower?", [])
+    assert text == paper_prompt([], "What is the Eiffel Tower?")
+    assert text.endswith("# Example 2:\n# Context:\n# Please rewrite the following user question:\n"
+                         "What is the Eiffel Tower?\n# Re-written query:\n")
+
+
+def test_prompt_fingerprint_tells_templates_apart():
+    one, zero = PromptBuilder(), PromptBuilder(variant="zero-shot")
+    assert prompt_fingerprint(one) == prompt_fingerprint(PromptBuilder()) != prompt_fingerprint(zero)
+    assert prompt_fingerprint(one) != prompt_fingerprint(PromptBuilder(context="user"))
+    assert prompt_fingerprint(PromptBuilder(context="truncated", max_response_words=5)) != \
+        prompt_fingerprint(PromptBuilder(context="truncated", max_response_words=6))
+    # the token limit is not part of the template
+    assert prompt_fingerprint(one) == prompt_fingerprint(PromptBuilder(max_tokens=10 ** 6, count_tokens=len))
 
 
 def test_context_policies():
@@ -87,7 +127,8 @@ def test_long_history_drops_oldest_turns_only():
     builder = PromptBuilder(max_tokens=400, count_tokens=count)
     text = builder("the question?", history)
     assert count(text) <= 400
-    kept = [int(line.split()[1][4:]) for line in text.split("\n\n")[2].split("\n") if line.startswith(("user:", "system:"))]
+    turn_block = text.split("# Example 2:\n")[1]
+    kept = [int(line.split()[1][4:]) for line in turn_block.split("\n") if line.startswith(("user:", "system:"))]
     assert kept == list(range(kept[0], 40)) and kept[0] > 0  # a suffix: the newest turns, oldest dropped
     one_more = PromptBuilder()("the question?", history[kept[0] - 1:])
     assert count(one_more) > 400  # and the longest suffix that fits
@@ -237,7 +278,7 @@ def test_empty_utterance_and_missing_columns(smollm):
     frame = pd.DataFrame({"qid": ["1", "2"], "query": ["  ", "how tall is it?"], "history": [[], CONV]})
     with pytest.warns(UserWarning, match="empty utterance"):
         out = rewriter(frame)
-    assert len(monkey_calls[0]) == 1 and out["query"].tolist() == ["  ", "how tall is it? A rewrite"]
+    assert len(monkey_calls[0]) == 1 and out["query"].tolist() == ["  ", "A rewrite"]  # policy "rewrite"
     assert rewriter.fallbacks == 1
     with pytest.raises(pt.validate.InputValidationError, match="history"):
         rewriter(frame.drop(columns=["history"]))

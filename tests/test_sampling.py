@@ -203,6 +203,45 @@ def test_missing_positive_skip_or_teacher_top():
     assert all(e.positive == "d0" and e.pseudo_positive for e in build_examples(conv("q0", "q1"), run, None))
 
 
+def test_soft_positives_are_the_best_non_gold_documents_of_the_window():
+    """n_positives > 1 (the follow-up's "improved" setup): the qrels positive first, then the teacher's
+    best-ranked non-gold documents of the reference window (ranks 10, 11, ...), each with its own score."""
+    run = ranked_single_run("q0", 1000)
+    score = dict(zip(run["docno"], run["score"]))
+    qrels = pd.DataFrame({"qid": ["q0"], "docno": ["d3"], "label": [1]})
+    (ex,) = build_examples(conv("q0"), run, qrels, n_negatives=16, n_positives=4, seed=5)
+    assert ex.positive == "d3" and ex.extra_positives == ("d10", "d11", "d12") and ex.n_positives == 4
+    assert len(ex.negatives) == 16 and not {"d3", "d10", "d11", "d12"} & set(ex.negatives)
+    assert all(13 <= int(d[1:]) < 960 for d in ex.negatives)
+    assert ex.teacher_scores == pytest.approx([score[d] for d in ex.docnos])  # own scores, not max(window)
+    # two gold positives, one inside the window: the other gold comes before the soft positive, and the
+    # gold in the window is never a soft positive or a negative
+    two = pd.DataFrame({"qid": ["q0", "q0"], "docno": ["d3", "d11"], "label": [1, 1]})
+    for seed in range(6):
+        (ex,) = build_examples(conv("q0"), run, two, n_negatives=16, n_positives=3, seed=seed)
+        assert {ex.positive, ex.extra_positives[0]} == {"d3", "d11"} and ex.extra_positives[1] == "d10"
+        assert not {"d3", "d10", "d11"} & set(ex.negatives)
+    # as many gold positives as asked: no soft positive
+    three = pd.DataFrame({"qid": ["q0"] * 3, "docno": ["d1", "d2", "d4"], "label": [1, 1, 1]})
+    (ex,) = build_examples(conv("q0"), run, three, n_negatives=8, n_positives=2, seed=0)
+    assert {ex.positive, *ex.extra_positives} < {"d1", "d2", "d4"} and len(ex.extra_positives) == 1
+    # one positive is the default, drawn exactly as before
+    default = build_examples(conv("q0"), run, qrels, n_negatives=16, seed=5)
+    assert [e.docnos for e in default] == [e.docnos for e in build_examples(conv("q0"), run, qrels, n_negatives=16,
+                                                                           n_positives=1, seed=5)]
+    assert default[0].extra_positives == () and default[0].n_positives == 1
+
+
+def test_soft_positives_without_enough_documents_skip_the_turn():
+    run = pd.concat([ranked_single_run("q0", 13), ranked_single_run("q1", 1000)])  # q0: 3 window documents
+    qrels = pd.DataFrame({"qid": ["q0", "q1"], "docno": ["d0", "d0"], "label": [1, 1]})
+    with pytest.warns(UserWarning, match="1 conversation turn.*fewer than 5 positives"):
+        examples = build_examples(conv("q0", "q1"), run, qrels, n_negatives=4, n_positives=5)
+    assert [e.qid for e in examples] == ["q1"]
+    with pytest.raises(ValueError, match="n_positives"):
+        build_examples(conv("q0"), run, qrels, n_positives=0)
+
+
 def test_teacher_run_with_unknown_qids_is_an_error():
     run = pd.concat([ranked_single_run(q, 20) for q in ["q0", "x1", "x2"]])
     with pytest.raises(ValueError, match="2 qid.*not in the conversations.*'x1', 'x2'"):

@@ -237,35 +237,40 @@ def test_gradient_accumulation_averages_the_non_empty_micro_batches(setup, tmp_p
         assert totals["loss"] == pytest.approx(np.mean(losses), rel=1e-6)  # the logged parts: the same mean
 
 
-@pytest.mark.parametrize("loss,regularization,logged,empty", [
-    ("mse", "off", ["mse"], ["kld", "infonce"]),
-    ("infonce", "off", ["infonce"], ["kld", "mse"]),
-    ("kld", "highest", ["kld"], ["infonce", "mse"]),
+@pytest.mark.parametrize("loss,regularization,warmup,logged,empty", [
+    ("mse", "off", 0, ["mse"], ["kld", "infonce"]),
+    ("infonce", "off", 0, ["infonce"], ["kld", "mse"]),
+    ("kld", "followup-readme-highest", 0, ["kld"], ["infonce", "mse"]),
+    ("kld", "followup-readme-highest", 3, ["kld"], ["infonce", "mse"]),  # the quadratic warm-up is reachable
 ])
-def test_other_losses_and_regularization_log_their_parts(setup, tmp_path, splade_model, loss, regularization,
+def test_other_losses_and_regularization_log_their_parts(setup, tmp_path, splade_model, loss, regularization, warmup,
                                                          logged, empty):
     from pyterrier_disco.train import SparsityConfig
 
     frame, run, positives, docs = setup
-    config = TrainConfig(**SMALL, loss=loss, regularization=regularization, max_steps=2, lr=1e-4)
-    train(frame, run, docs, tmp_path / loss, qrels=positives, doc_model=splade_model, config=config,
-          verbose=False)
-    log = pd.read_csv(tmp_path / loss / "train_log.csv")
+    config = TrainConfig(**SMALL, loss=loss, regularization=regularization, max_steps=2, lr=1e-4,
+                         sparsity_warmup_steps=warmup)
+    out = tmp_path / f"{loss}-{warmup}"
+    train(frame, run, docs, out, qrels=positives, doc_model=splade_model, config=config, verbose=False)
+    log = pd.read_csv(out / "train_log.csv")
     assert list(log["step"]) == [1, 2]
     assert all(log[c].notna().all() and (log[c] > 0).all() for c in logged)
     assert all(log[c].isna().all() for c in empty)
     assert (log["l1_q"] > 0).all() and (log["flops_d"] > 0).all()
-    # the logged total is the loss term plus the preset's weights on the regularisers (no warm-up: T = 0)
+    # the logged total is the loss term plus the preset's weights on the regularisers, warmed up over T steps:
+    # min(lambda, lambda (step / (T + 1))^2)
     lam = SparsityConfig.preset(regularization)
-    reg = lam.lambda_d * log["flops_d"] + lam.lambda_q * log["l1_q"]
+    scale = np.minimum(1.0, (log["step"] / (warmup + 1)) ** 2)
+    reg = scale * (lam.lambda_d * log["flops_d"] + lam.lambda_q * log["l1_q"])
     assert list(log["loss"]) == pytest.approx(list(log[logged[0]] + reg + log["anti_zero"]), rel=1e-5)
     if regularization != "off":
-        assert (reg > 0.1 * log[logged[0]]).all()  # large enough for the check above to see a missing weight
+        assert (reg / scale > 0.1 * log[logged[0]]).all()  # large enough for the check above to see a missing weight
+        assert (scale < 1).all() == (warmup > 1)
 
 
 def test_uncached_documents_give_the_same_loss(setup, tmp_path, splade_model):
-    cached = _trainer(setup, tmp_path / "a", splade_model, regularization="splade")
-    uncached = _trainer(setup, tmp_path / "b", splade_model, regularization="splade", cache_documents=False)
+    cached = _trainer(setup, tmp_path / "a", splade_model, regularization="paper")
+    uncached = _trainer(setup, tmp_path / "b", splade_model, regularization="paper", cache_documents=False)
     batch = cached.batch(0, 0)
     assert [e.docnos for e in uncached.batch(0, 0)] == [e.docnos for e in batch]
     for t in (cached, uncached):

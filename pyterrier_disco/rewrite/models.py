@@ -82,6 +82,15 @@ def resolve_model(name_or_path: Union[str, Path, None]) -> Tuple[str, str]:
     return text, text
 
 
+def model_name(name_or_path: Union[str, Path, None]) -> str:
+    """A model's name as a teacher run records it, the same on every machine: a hub id as given, a local
+    folder's or GGUF file's name (``None``: the packaged SmolLM2 GGUF's file name)."""
+    if name_or_path is None:
+        return Path(DEFAULT_GGUF).name
+    text = str(name_or_path)
+    return Path(text).name if text.endswith(".gguf") or os.path.isdir(text) else text
+
+
 def load_causal_lm(load_from: str, device=None, trust_remote_code: bool = False):
     """A causal LM and its tokenizer (left padding, a pad token) ready for batched greedy generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

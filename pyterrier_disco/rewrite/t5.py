@@ -3,7 +3,7 @@ from typing import List, Optional, Sequence
 
 from .._utils import resolve_device
 from .base import GenerativeRewriter
-from .prompt import context_lines
+from .prompt import context_lines, prompt_fingerprint
 
 CANARD_SEP = " ||| "
 
@@ -35,6 +35,8 @@ class T5Rewriter(GenerativeRewriter):
     :class:`LLMRewriter`; the default policy is ``rewrite`` since CANARD rewrites keep the utterance's words.
     """
 
+    kind = "t5"
+
     def __init__(self, model: str = "castorini/t5-base-canard", *, n_responses: int = 0, num_beams: int = 4,
                  max_new_tokens: int = 64, max_input_tokens: int = 512, policy: str = "rewrite",
                  batch_size: int = 8, device: Optional[str] = None, cache=True, verbose: bool = False):
@@ -47,6 +49,11 @@ class T5Rewriter(GenerativeRewriter):
         self.device = device
         self._seq2seq = None  # loaded at the first generation (not named _model: pt.inspect reads that as `model`)
         self._tokenizer = None
+
+    @property
+    def model_name(self) -> str:
+        """The model's name, as teacher metadata records it (the same as ``model``)."""
+        return self.model
 
     def _load(self):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -70,6 +77,9 @@ class T5Rewriter(GenerativeRewriter):
             out = self._seq2seq.generate(**enc, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
                                          do_sample=False, early_stopping=self.num_beams > 1)
         return self._tokenizer.batch_decode(out, skip_special_tokens=True)
+
+    def prompt_hash(self) -> str:
+        return prompt_fingerprint(lambda u, h: canard_input(u, h, self.n_responses))
 
     def cache_settings(self) -> dict:
         return {"rewriter": "seq2seq", "model": self.model, "num_beams": self.num_beams,

@@ -4,8 +4,30 @@ Matched against the DiSCo release, github SimonLupart/disco-conv-splade, ``splad
 (``IRTrainer.compute_loss``), and its follow-up, github Janhutter/disco-conv-splade,
 ``splade/hf/trainers.py`` (``kldiv_InfoNCE_with_weights``, ``contrastive_weight``, ``infonce_temperature``).
 
-Shapes: ``B`` queries (conversations) in a batch, ``C = 1 + N`` candidates per query with the positive
-first, ``V`` vocabulary terms.
+Shapes: ``B`` queries (conversations) in a batch, ``C = P + N`` candidates per query with the ``P`` positives
+first (``P = 1`` in DiSCo; more with the follow-up's soft positives, the qrels positive always first), ``V``
+vocabulary terms.
+
+**Paper vs code.** The paper (Section 3, Eq. 3) trains with "a single contrastive distillation KLD loss"; the
+released code adds a 1% contrastive term: ``0.99 * KLD + 0.01 * CE`` (``kldiv_contrastive_with_weights``,
+the default loss of SimonLupart/disco-conv-splade ``splade/hf/args.py`` lines 114-117, weights at
+``splade/hf/trainers.py`` lines 209 and 243 at be503e8). The ``disco`` preset (the training default) follows
+the code, because the released checkpoints were trained with it and the follow-up's reproduction of the paper's
+numbers used it; the paper's loss alone is the ``kld`` preset. The paper's KLD is "within the batch"; the code's
+(and this module's) is over each query's own ``1 + N`` candidates, in-batch documents entering only the CE term.
+
+**Follow-up.** ``followup`` is ``(1 - w) KLD + w InfoNCE`` with w = 0.05 and tau = 0.08, the values of its
+sweep configs (github Janhutter/disco-conv-splade ``conf/disco_topiocqa_mistral_infonce_005*.yaml``; its sweep
+runs w in 0, 0.05, 0.10, 0.20: ``--infonce-weight``). Its older per-dataset configs and its code default use
+tau = 0.05 (``splade/hf/args.py`` lines 178-181): ``--infonce-tau 0.05``.
+
+**Soft positives** (``n_positives > 1``; the follow-up's "improved" setup, ``splade/hf/datasets.py`` lines
+233-273 at d9e501d). The follow-up's code had two bugs this module does not reproduce: its KLD compared the
+student's first ``1 + N`` columns (positives, then negatives) with teacher scores ``[max, negatives]``, so soft
+positives were matched to negatives' teacher scores; here every candidate has its own teacher score and the KLD
+covers all ``P + N`` of them. Its InfoNCE positive was a random one of the shuffled positives and, on its main
+branch, the other positives counted as negatives; here the positive is the qrels positive (column 0) and the
+soft positives are left out of the InfoNCE negatives (as its ``equal-positive-negatives`` branch, e619182).
 """
 from dataclasses import dataclass, replace
 from typing import Dict, Optional
@@ -80,17 +102,19 @@ def candidate_scores(q: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
 
 
 def kld_infonce(q: torch.Tensor, docs: torch.Tensor, teacher_scores: torch.Tensor, weight: float = 0.01,
-                tau: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
-    """``(1 - weight) * kld(q . docs, teacher_scores) + weight * infonce(q, docs[:, 0], docs[:, 1:], tau)``.
+                tau: float = 1.0, temperature: float = 1.0, n_positives: int = 1) -> torch.Tensor:
+    """``(1 - weight) * kld(q . docs, teacher_scores) + weight * infonce(q, docs[:, 0], docs[:, P:], tau)``.
 
-    ``docs`` is (B, C, V) with each query's positive first; ``teacher_scores`` is (B, C). The DiSCo release
-    (``kldiv_contrastive_with_weights``) uses weight 0.01 (0.99 on the KLD) and no temperature (tau 1);
-    the follow-up (``kldiv_InfoNCE_with_weights``) makes both configurable.
+    ``docs`` is (B, C, V) with each query's ``P = n_positives`` positives first (its qrels positive at column
+    0); ``teacher_scores`` is (B, C). The DiSCo release (``kldiv_contrastive_with_weights``) uses weight 0.01
+    (0.99 on the KLD) and no temperature (tau 1); the follow-up (``kldiv_InfoNCE_with_weights``) makes both
+    configurable.
     """
-    if docs.shape[1] < 2:
-        raise ValueError("kld_infonce needs at least one negative per query (docs of shape (B, C>=2, V))")
+    if not 1 <= n_positives < docs.shape[1]:
+        raise ValueError(f"kld_infonce needs 1 <= n_positives < C and at least one negative per query; got "
+                         f"n_positives {n_positives} with docs of shape {tuple(docs.shape)}")
     distil = kld(candidate_scores(q, docs), teacher_scores, temperature)
-    contrastive = infonce(q, docs[:, 0], docs[:, 1:], tau)
+    contrastive = infonce(q, docs[:, 0], docs[:, n_positives:], tau)
     return (1.0 - weight) * distil + weight * contrastive
 
 
@@ -111,7 +135,8 @@ class LossConfig:
     ``name`` is one of ``kld``, ``kld+infonce``, ``mse``, ``infonce``. ``weight`` is the InfoNCE weight ``w``
     of ``kld+infonce``; ``tau`` the InfoNCE temperature; ``temperature`` the KLD softmax temperature.
     Presets (:meth:`preset`): ``disco`` (kld+infonce, w 0.01, tau 1: the DiSCo release), ``followup``
-    (kld+infonce, w 0.05, tau 0.05), ``kld``, ``mse``, ``infonce``.
+    (kld+infonce, w 0.05, tau 0.08: the follow-up's sweep configs), ``kld`` (the paper's Eq. 3 alone), ``mse``,
+    ``infonce``.
     """
     name: str = "kld+infonce"
     weight: float = 0.01
@@ -143,14 +168,16 @@ class LossConfig:
 
     def compute(self, q: torch.Tensor, docs: Optional[torch.Tensor] = None,
                 teacher_scores: Optional[torch.Tensor] = None,
-                teacher_q: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                teacher_q: Optional[torch.Tensor] = None, n_positives: int = 1) -> Dict[str, torch.Tensor]:
         """The loss for one batch, as ``{"loss": total, <term>: value, ...}`` (terms for logging).
 
         Args:
             q: (B, V) student conversation representations.
-            docs: (B, C, V) candidate representations, positive first (all losses but ``mse``).
+            docs: (B, C, V) candidate representations, positives first (all losses but ``mse``).
             teacher_scores: (B, C) teacher scores of the candidates (``kld``, ``kld+infonce``).
             teacher_q: (B, V) teacher rewrite representations (``mse``).
+            n_positives: the positives at the front of ``docs`` (the qrels positive first): InfoNCE's
+                positive is column 0 and its negatives are the columns from ``n_positives`` on.
         """
         if self.needs_teacher_scores and teacher_scores is None:
             raise ValueError(f"loss {self.name!r} needs teacher_scores")
@@ -162,19 +189,19 @@ class LossConfig:
             value = mse(q, teacher_q)
             return {"loss": value, "mse": value.detach()}
         if self.name == "infonce":
-            value = infonce(q, docs[:, 0], docs[:, 1:], self.tau)
+            value = infonce(q, docs[:, 0], docs[:, n_positives:], self.tau)
             return {"loss": value, "infonce": value.detach()}
         distil = kld(candidate_scores(q, docs), teacher_scores, self.temperature)
         if self.name == "kld":
             return {"loss": distil, "kld": distil.detach()}
-        contrastive = infonce(q, docs[:, 0], docs[:, 1:], self.tau)
+        contrastive = infonce(q, docs[:, 0], docs[:, n_positives:], self.tau)
         total = (1.0 - self.weight) * distil + self.weight * contrastive
         return {"loss": total, "kld": distil.detach(), "infonce": contrastive.detach()}
 
 
 LOSS_PRESETS: Dict[str, LossConfig] = {
     "disco": LossConfig("kld+infonce", weight=0.01, tau=1.0),
-    "followup": LossConfig("kld+infonce", weight=0.05, tau=0.05),
+    "followup": LossConfig("kld+infonce", weight=0.05, tau=0.08),
     "kld": LossConfig("kld", weight=0.0),
     "mse": LossConfig("mse", weight=0.0),
     "infonce": LossConfig("infonce", weight=1.0),

@@ -1,21 +1,53 @@
 """Sparsity regularisation: FLOPS on documents, L1 on queries, with SPLADE's quadratic warm-up.
 
 Matched against github SimonLupart/disco-conv-splade ``splade/hf/trainers.py`` (``BaseTrainer._flops``,
-``_L1``, ``_L0``, ``IRTrainer.compute_lambdas`` and the end of ``compute_loss``), identical in the
-follow-up github Janhutter/disco-conv-splade ``splade/hf/trainers.py``; lambda presets from the
-follow-up's ``conf/disco_topiocqa_mistral_standard_lambdas_splade*.yaml``.
+``_L1``, ``_L0``, ``IRTrainer.compute_lambdas`` lines 155-158 and the end of ``compute_loss`` lines 253-263 at
+be503e8), identical in the follow-up github Janhutter/disco-conv-splade ``splade/hf/trainers.py``.
 
 What the reference does, and so what this module does:
 
 - ``lambda_d * FLOPS(docs)`` over all candidate documents of the batch (positives and negatives, as one
   (B*C, V) matrix) plus ``lambda_q * L1(queries)``; FLOPS is *not* applied to the query side.
 - In DiSCo the document encoder is frozen (``freeze_d_model: 1``: ``requires_grad_(False)``) and, in this
-  project, document vectors are cached, so the FLOPS term is a constant that trains nothing; it is still
-  computed and logged (it is what the follow-up's ``lambda_d`` presets act on if the doc side is trained).
-  The L1 term on the queries is what makes the conversation encoder sparser.
+  project, document vectors are cached, so the FLOPS term is a constant that trains nothing (``lambda_d`` is
+  inert); it is still computed and logged. The L1 term on the queries is what makes the conversation encoder
+  sparser.
 - An "anti-zero" term ``1/sum(Q)^2 + 1/sum(D)^2`` is always added by the reference (it keeps the
   representations from collapsing to all zeros); ``anti_zero=True`` keeps it.
-- DiSCo itself trains with ``lambda_d = lambda_q = 0`` (preset ``off``).
+- The quadratic warm-up ``min(lambda, lambda * (step / (T + 1))^2)``: the reference reads ``T`` from the config
+  and no DiSCo or follow-up config sets it, so their runs had none (T = 0); here ``T`` is
+  ``TrainConfig.sparsity_warmup_steps`` (``--sparsity-warmup-steps``), default 0 as the reference.
+
+**Presets, named after their source** (``lambda_d`` / ``lambda_q``, as the configs write them):
+
+- ``off`` (default), 0 / 0: the DiSCo release (``conf/disco_topiocqa_mistral_llama.yaml`` lines 32-40) and the
+  follow-up's "standard" runs;
+- ``paper``, 5e-4 / 1e-3: the DiSCo paper's Section 4.3 ("lambda_q = 1e-3, lambda_d = 5e-4"), also the
+  follow-up's ``conf/disco_topiocqa_mistral_standard_lambdas_splade.yaml`` (commit e619182);
+- ``followup-low``, 1e-4 / 5e-4: the follow-up's ``..._standard_lambdas_splade_low.yaml`` (e619182);
+- ``followup-high``, 1e-3 / 5e-3: the follow-up's ``..._standard_lambdas_splade_high.yaml`` (e619182);
+- ``followup-readme-higher``, 1e-2 / 5e-2, and ``followup-readme-highest``, 5e-2 / 1e-1: the follow-up's README
+  (section "6. Lambda regularization") and its reproducibility report's Table 6; no committed config, and its
+  three strongest runs (FLOPS 1.84 / 1.37 / 0.47) have no committed lambdas, so which runs these two are is not
+  known.
+
+No stronger level exists in either repository; a stronger one would be this project's own.
+
+**What the reference actually trained with (decision).** The presets keep the values the configs state, each
+on the term it names. In the reference, when ``lambda_d, lambda_q > 0``: (1) ``lambda_d`` acts on the frozen
+documents only, so it trains nothing; (2) ``splade/hf/convertl2i2hf.py`` (lines 146-155 at be503e8, the same
+in the follow-up) reads ``L1.lambda_q`` and ``L1.T`` in one ``try``; no config has ``L1.T``, so the struct-mode
+config raises and the fallback sets ``lambda_q = lambda_d``. The follow-up's lambda runs therefore trained an
+L1 on queries weighted by the YAML's ``lambda_d`` (e.g. ``followup-high`` ran with an effective ``lambda_q`` of
+1e-3, not 5e-3). To train as they effectively did, override the query weight:
+``--regularization followup-high --lambda-q 1e-3`` (``TrainConfig.lambda_q``). The 0 / 0 default is
+unaffected.
+
+**Paper vs release.** The paper's Section 4.3 says "default experiments with SPLADE use FLOPS and L1
+regularization ... lambda_q = 1e-3, lambda_d = 5e-4" (preset ``paper``); the released DiSCo configs train with
+0 / 0 (preset ``off``), and so do the released checkpoints trained from them. The default is ``off``: it is what
+the authors' models were trained with, and the reference bug above makes the paper's values act as an L1 of
+5e-4 on the queries in the authors' own code.
 """
 from dataclasses import dataclass, replace
 from typing import Dict, Tuple, Union
@@ -75,10 +107,10 @@ def warmup_lambda(lam: float, step: int, warmup_steps: int) -> float:
 
 @dataclass(frozen=True)
 class SparsityConfig:
-    """Sparsity regularisation weights and warm-up.
+    """Sparsity regularisation weights and warm-up (``warmup_d`` / ``warmup_q``: the warm-up ``T`` in steps).
 
-    Presets (:meth:`preset`): ``off`` (DiSCo default: 0 / 0), ``splade`` (lambda_d 5e-4, lambda_q 1e-3),
-    ``high`` (1e-3 / 5e-3), ``higher`` (1e-2 / 5e-2), ``highest`` (5e-2 / 1e-1).
+    Presets (:meth:`preset`, see the module docstring for their sources): ``off``, ``paper``,
+    ``followup-low``, ``followup-high``, ``followup-readme-higher``, ``followup-readme-highest``.
     """
     lambda_d: float = 0.0
     lambda_q: float = 0.0
@@ -89,6 +121,8 @@ class SparsityConfig:
     def __post_init__(self):
         if self.lambda_d < 0 or self.lambda_q < 0:
             raise ValueError("lambda_d and lambda_q must be >= 0")
+        if self.warmup_d < 0 or self.warmup_q < 0:
+            raise ValueError("the sparsity warm-up steps must be >= 0")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "SparsityConfig":
@@ -129,10 +163,11 @@ class SparsityConfig:
         return out
 
 
-SPARSITY_PRESETS: Dict[str, SparsityConfig] = {
+SPARSITY_PRESETS: Dict[str, SparsityConfig] = {  # lambda_d (FLOPS, documents), lambda_q (L1, queries)
     "off": SparsityConfig(0.0, 0.0),
-    "splade": SparsityConfig(5e-4, 1e-3),
-    "high": SparsityConfig(1e-3, 5e-3),
-    "higher": SparsityConfig(1e-2, 5e-2),
-    "highest": SparsityConfig(5e-2, 1e-1),
+    "paper": SparsityConfig(5e-4, 1e-3),
+    "followup-low": SparsityConfig(1e-4, 5e-4),
+    "followup-high": SparsityConfig(1e-3, 5e-3),
+    "followup-readme-higher": SparsityConfig(1e-2, 5e-2),
+    "followup-readme-highest": SparsityConfig(5e-2, 1e-1),
 }

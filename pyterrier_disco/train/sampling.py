@@ -17,6 +17,18 @@ What the reference does, and so what ``strategy="reference"`` does:
   window's best score; here its own score in the full run is used.)
 - conversations absent from the qrels are not trained on (the reference keeps only queries in the qrels).
 
+**Soft positives** (``n_positives = P > 1``; the follow-up's "improved" setup, github
+Janhutter/disco-conv-splade ``splade/hf/datasets.py`` ``L2I_Dataset.__getitem__`` lines 233-273 at d9e501d,
+config ``conf/topiocqa/disco_topiocqa_mistral_improved.yaml``): each example has ``P`` positives: the qrels
+positive drawn as above, then other qrels positives (drawn at random), then, when the qrels have fewer than
+``P``, *soft positives*: the teacher's best-ranked non-qrels documents of the sampling pool (for ``reference``
+the window, so teacher ranks 10, 11, ... as in the follow-up). Negatives are drawn from the pool without any
+positive. Each positive keeps its own teacher score. Two bugs of the follow-up's code are fixed here, not
+reproduced (the losses docstring gives the loss-side ones): its positives were shuffled, so the qrels positive
+was not reliably the first (InfoNCE's positive); and every positive got the teacher score ``max(window)``
+because the score lookup was indexed with a list and always fell into its ``except``. The default stays one
+positive (DiSCo; no reported follow-up result uses more).
+
 The reference draws new negatives every time an example is read (each epoch); call :func:`build_examples`
 once per epoch with a different ``seed`` (e.g. ``seed=(base_seed, epoch)``) to do the same.
 """
@@ -36,20 +48,26 @@ MISSING_POSITIVE = ("skip", "teacher_top")
 
 @dataclass(frozen=True)
 class TrainingExample:
-    """One training example: a conversation turn, its positive, its negatives and their teacher scores.
+    """One training example: a conversation turn, its positive(s), its negatives and their teacher scores.
 
-    ``teacher_scores`` is aligned with :attr:`docnos` (positive first). ``pseudo_positive`` is True when the
-    positive is the teacher's top document rather than a qrels positive.
+    ``teacher_scores`` is aligned with :attr:`docnos` (``positive``, then ``extra_positives``, then
+    ``negatives``). ``pseudo_positive`` is True when the positive is the teacher's top document rather than a
+    qrels positive. ``extra_positives``: with ``n_positives > 1``, other qrels positives and soft positives.
     """
     qid: str
     positive: str
     negatives: Tuple[str, ...]
     teacher_scores: np.ndarray
     pseudo_positive: bool = False
+    extra_positives: Tuple[str, ...] = ()
 
     @property
     def docnos(self) -> Tuple[str, ...]:
-        return (self.positive,) + tuple(self.negatives)
+        return (self.positive,) + tuple(self.extra_positives) + tuple(self.negatives)
+
+    @property
+    def n_positives(self) -> int:
+        return 1 + len(self.extra_positives)
 
 
 def _positives(qrels: Optional[pd.DataFrame]) -> Optional[Dict[str, List[str]]]:
@@ -99,7 +117,7 @@ def _top(candidates: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
 def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels: Optional[pd.DataFrame] = None,
                    n_negatives: int = 8, strategy: str = "reference", seed=0,
                    ranks: Sequence[int] = REFERENCE_RANKS, missing_positive: str = "skip",
-                   aggregate: str = "mean") -> List[TrainingExample]:
+                   aggregate: str = "mean", n_positives: int = 1) -> List[TrainingExample]:
     """Build one :class:`TrainingExample` per conversation turn (in the conversations' order).
 
     Args:
@@ -115,6 +133,8 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         missing_positive: for a turn with no qrels positive when qrels are given: ``skip`` (DiSCo release:
             only queries in the qrels are trained; a warning gives the count) or ``teacher_top`` (the
             follow-up: the teacher's top document becomes the positive).
+        n_positives: positives per example (default 1); more adds other qrels positives and soft positives
+            (see the module docstring); a turn whose pool cannot supply them is skipped (warned).
 
     Too few candidates: with ``reference`` and ``uniform``, when *at most* ``n_negatives`` non-positive
     documents are in the strategy's pool (exactly ``n_negatives`` included, as the reference's
@@ -132,6 +152,8 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         raise ValueError(f"missing_positive must be one of {', '.join(MISSING_POSITIVE)}, got {missing_positive!r}")
     if n_negatives < 1:
         raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+    if n_positives < 1:
+        raise ValueError(f"n_positives must be >= 1, got {n_positives}")
     lo, hi = int(ranks[0]), int(ranks[1])
     if not 0 <= lo < hi:
         raise ValueError(f"ranks must satisfy 0 <= start < end, got {tuple(ranks)}")
@@ -150,7 +172,7 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
 
     rng = np.random.default_rng(seed)
     examples: List[TrainingExample] = []
-    no_run = no_positive = no_candidate = too_few = 0
+    no_run = no_positive = no_candidate = too_few = few_positives = 0
     for qid in conv_qids:
         if qid not in groups:
             no_run += 1
@@ -169,17 +191,28 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         window = slice(lo, hi) if strategy == "reference" else slice(None)
         pool_docnos, pool_scores = docnos[window], scores[window]
         candidates = pool_docnos[~np.isin(pool_docnos, pos_list)]
+        soft = candidates[:max(0, n_positives - len(pos_list))]  # best-ranked first
+        if len(pos_list) + len(soft) < n_positives:
+            few_positives += 1
+            continue
+        candidates = candidates[len(soft):]
         if len(candidates) == 0:
             no_candidate += 1
             continue
         if _with_replacement(len(candidates), n_negatives, strategy):
             too_few += 1
-        positive = pos_list[int(rng.integers(len(pos_list)))]
+        i = int(rng.integers(len(pos_list)))
+        positive, others = pos_list[i], pos_list[:i] + pos_list[i + 1:]
+        extra = []
+        if n_positives > 1:
+            take = min(len(others), n_positives - 1)
+            extra = [others[j] for j in rng.permutation(len(others))[:take]] + list(soft)
         negatives = _top(candidates, n_negatives, rng) if strategy == "top" else _draw(candidates, n_negatives, rng)
         score_of = dict(zip(docnos, scores))
-        pos_score = score_of.get(positive, pool_scores.max())
-        teacher_scores = np.array([pos_score] + [score_of[d] for d in negatives], dtype=np.float32)
-        examples.append(TrainingExample(qid, str(positive), tuple(map(str, negatives)), teacher_scores, pseudo))
+        positive_scores = [score_of.get(d, pool_scores.max()) for d in [positive, *extra]]
+        teacher_scores = np.array(positive_scores + [score_of[d] for d in negatives], dtype=np.float32)
+        examples.append(TrainingExample(qid, str(positive), tuple(map(str, negatives)), teacher_scores, pseudo,
+                                        tuple(map(str, extra))))
 
     if no_run:
         warnings.warn(f"{no_run} conversation turn(s) have no teacher run and were skipped")
@@ -187,6 +220,9 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         warnings.warn(f"{no_positive} conversation turn(s) have no positive in the qrels and were skipped "
                       f"(missing_positive='skip', as the DiSCo release; 'teacher_top' uses the teacher's top "
                       f"document instead)")
+    if few_positives:
+        warnings.warn(f"{few_positives} conversation turn(s) have fewer than {n_positives} positives (qrels and "
+                      f"soft) in the pool of strategy {strategy!r} and were skipped")
     if no_candidate:
         warnings.warn(f"{no_candidate} conversation turn(s) have no negative candidate for strategy "
                       f"{strategy!r} and were skipped")

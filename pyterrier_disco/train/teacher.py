@@ -24,6 +24,8 @@ AGGREGATIONS = ("mean", "min", "max")
 
 def _rewriter(teacher: Union[str, pt.Transformer], conversations: pd.DataFrame) -> pt.Transformer:
     """A transformer that puts the teacher's rewrite into ``query``."""
+    from pyterrier_disco.rewrite import Column
+
     if isinstance(teacher, pt.Transformer):
         return teacher
     if not isinstance(teacher, str):
@@ -31,10 +33,6 @@ def _rewriter(teacher: Union[str, pt.Transformer], conversations: pd.DataFrame) 
     if teacher not in conversations.columns:
         raise InputKeyError(f"teacher column {teacher!r} is not in the conversations (columns: "
                        f"{', '.join(map(str, conversations.columns))})")
-    try:
-        from pyterrier_disco.rewrite import Column
-    except ImportError:  # the rewrite module is written separately; a plain copy does the same
-        return pt.apply.query(lambda row: row[teacher])
     return Column(teacher)
 
 
@@ -64,18 +62,26 @@ def build_teacher_run(conversations: pd.DataFrame, teachers: Mapping[str, Union[
     the conversation frame) >> ``splade.query_encoder()`` >> ``index.retriever(num_results=k)``.
 
     Returns a frame ``qid, docno, score, rank, teacher`` whose ``attrs["teacher_run"]`` holds the metadata
-    (document model, vocabulary size and fingerprint, ``k``, teacher names) that :func:`save_teacher_run`
-    stores and :func:`check_teacher_run` checks.
+    that :func:`save_teacher_run` stores: the document model (vocabulary size and fingerprint, checked by
+    :func:`check_teacher_run`), ``k``, the teacher names, and ``teacher_details``: per teacher its ``kind``,
+    ``model``, ``prompt_hash``, ``policy`` (checked by :func:`~pyterrier_disco.train.teacher_specs.check_teachers`),
+    ``turns`` and ``fallbacks`` (rewrites that fell back to the utterance: empty or junk generations, missing
+    rewrite values).
     """
+    from .teacher_specs import teacher_info
+
     with pt.validate.any(conversations) as v:
         v.query_frame(extra_columns=[])
     if not teachers:
         raise ValueError("no teachers given")
-    runs = []
+    runs, details = [], {}
     items = pt.tqdm(teachers.items(), desc="teachers", unit="teacher") if verbose else teachers.items()
     for name, teacher in items:
-        pipeline = _rewriter(teacher, conversations) >> splade.query_encoder() >> index.retriever(num_results=k)
-        res = pipeline(conversations)
+        rewriter = _rewriter(teacher, conversations)
+        before = getattr(rewriter, "fallbacks", 0)
+        res = (rewriter >> splade.query_encoder() >> index.retriever(num_results=k))(conversations)
+        details[str(name)] = {**teacher_info(teacher), "turns": len(conversations),
+                              "fallbacks": int(getattr(rewriter, "fallbacks", 0) - before)}
         run = res[["qid", "docno", "score", "rank"]].copy()
         run["teacher"] = str(name)
         runs.append(run)
@@ -83,7 +89,7 @@ def build_teacher_run(conversations: pd.DataFrame, teachers: Mapping[str, Union[
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
     run.attrs["teacher_run"] = {**doc_model_metadata(splade.doc_model), "k": int(k),
-                                "teachers": [str(t) for t in teachers]}
+                                "teachers": [str(t) for t in teachers], "teacher_details": details}
     return run
 
 
@@ -208,32 +214,3 @@ def aggregate_teachers(run: pd.DataFrame, how: str = "mean") -> pd.DataFrame:
     out = (run.groupby(["qid", "docno"], sort=False, observed=True)["score"].agg(how).reset_index())
     out = out.sort_values(["qid", "score", "docno"], ascending=[True, False, True], kind="stable")
     return out.reset_index(drop=True)
-
-
-
-TEACHER_ALIASES = {"human": "human_rewrite", "automatic": "automatic_rewrite", "manual": "human_rewrite"}
-
-
-def resolve_teachers(names, conversations: pd.DataFrame, **rewriter_kwargs) -> Dict[str, Union[str, pt.Transformer]]:
-    """Teachers from short names: ``human``/``automatic`` (rewrite columns), ``llm`` (the default
-    :class:`~pyterrier_disco.rewrite.LLMRewriter`), ``t5`` (:class:`~pyterrier_disco.rewrite.T5Rewriter`), or any
-    column of the conversation frame. ``names`` is a list or a comma-separated string."""
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    teachers: Dict[str, Union[str, pt.Transformer]] = {}
-    for name in names:
-        if name == "llm":
-            from pyterrier_disco.rewrite import LLMRewriter
-            teachers[name] = LLMRewriter(**rewriter_kwargs)
-        elif name == "t5":
-            from pyterrier_disco.rewrite import T5Rewriter
-            teachers[name] = T5Rewriter()
-        else:
-            column = TEACHER_ALIASES.get(name, name)
-            if column not in conversations.columns:
-                raise ValueError(f"unknown teacher {name!r}: use human, automatic, llm, t5 or a column of the "
-                                 f"conversations ({', '.join(map(str, conversations.columns))})")
-            teachers[name] = column
-    if not teachers:
-        raise ValueError("no teachers given")
-    return teachers

@@ -105,7 +105,7 @@ class Trainer:
                 self.conversations.reset_index(drop=True), self.teacher_run, self.qrels,
                 n_negatives=self.config.n_negatives, strategy=self.config.strategy,
                 seed=(self.config.seed, epoch), missing_positive=self.config.missing_positive,
-                aggregate=self.config.aggregate)}
+                aggregate=self.config.aggregate, n_positives=self.config.n_positives)}
             if not self.examples_of_epoch[epoch]:
                 raise ValueError("no training example: no conversation turn has both a teacher run and a positive")
         return self.examples_of_epoch[epoch]
@@ -146,7 +146,7 @@ class Trainer:
             with torch.no_grad():
                 rewrites = list(self.conversations.loc[[e.qid for e in batch], self.config.mse_teacher])
                 teacher_q = self.doc_model(rewrites)
-        parts = self.loss.compute(q, docs, teacher, teacher_q)
+        parts = self.loss.compute(q, docs, teacher, teacher_q, n_positives=batch[0].n_positives)
         reg = self.sparsity.compute(q, doc_matrix, step + 1)  # frozen documents: their terms from the non-zeros
         parts["loss"] = parts["loss"] + reg.pop("loss")
         parts.update(reg)

@@ -38,6 +38,9 @@ class TrainConfig:
                        "contrastive on qrels only (convSPLADE)", choices=LOSS_PRESETS)
     infonce_weight: Optional[float] = option(None, "override the loss preset's InfoNCE weight w")
     infonce_tau: Optional[float] = option(None, "override the loss preset's InfoNCE temperature")
+    mse_weight: Optional[float] = option(None, "override the loss preset's weight of an added MSE term towards the "
+                                         "--mse-teacher rewrite's SPLADE vector (mean over all vocabulary entries, "
+                                         "about 1e-3 for SPLADE-tiny, so weights of 10-1000 matter)")
     regularization: str = option("off", "sparsity preset, lambda_d (FLOPS, documents) / lambda_q (L1, queries): " +
                                  "; ".join(f"{name} {c.lambda_d:g}/{c.lambda_q:g}"
                                            for name, c in SPARSITY_PRESETS.items()), choices=SPARSITY_PRESETS)
@@ -59,12 +62,17 @@ class TrainConfig:
     checkpoint_every: int = option(100, "checkpoint every N optimiser steps")
     seed: int = option(42, "seeds sampling, batch order and dropout: same seed, same weights")
     max_length: int = option(256, "conversation tokens the student reads")
+    include_responses: bool = option(True, "put the system responses of the history in the student's input")
+    max_response_tokens: Optional[int] = option(None, "cut each response of the history to its first N tokens")
+    freeze_embeddings: bool = option(False, "keep the word embeddings (and the tied output layer) as they are: "
+                                     "3.9M of SPLADE-tiny's 4.4M parameters")
     mse_teacher: str = option("human_rewrite", "with --loss mse: the rewrite column whose SPLADE vector the "
                               "student imitates")
     cache_documents: bool = option(True, "encode each frozen candidate document once", cli=False)
 
     def loss_config(self) -> LossConfig:
-        overrides = {k: v for k, v in (("weight", self.infonce_weight), ("tau", self.infonce_tau)) if v is not None}
+        overrides = {k: v for k, v in (("weight", self.infonce_weight), ("tau", self.infonce_tau),
+                                       ("mse_weight", self.mse_weight)) if v is not None}
         return LossConfig.preset(self.loss, **overrides)
 
     def sparsity_config(self) -> SparsityConfig:

@@ -9,7 +9,7 @@ Multi-teacher aggregation follows github Janhutter/disco-conv-splade ``setup_scr
 """
 import json
 from pathlib import Path
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 import pandas as pd
 import pyterrier as pt
@@ -27,14 +27,40 @@ def _rewriter(teacher: Union[str, pt.Transformer], conversations: pd.DataFrame) 
         return teacher
     if not isinstance(teacher, str):
         raise TypeError(f"a teacher must be a pt.Transformer or a column name, got {type(teacher).__name__}")
-    if teacher not in conversations.columns:
-        raise KeyError(f"teacher column {teacher!r} is not in the conversations (columns: "
-                       f"{', '.join(map(str, conversations.columns))})")
     try:
         from pyterrier_disco.rewrite import Column
     except ImportError:  # the rewrite module is written separately; a plain copy does the same
         return pt.apply.query(lambda row: row[teacher])
     return Column(teacher)
+
+
+def check_rewrites(conversations: pd.DataFrame, column: str, teacher: Optional[str] = None) -> None:
+    """A rewrite teacher needs its rewrites. ``KeyError`` when the frame has no ``column``; ``ValueError``
+    naming each dataset of the frame (its ``dataset`` column) whose turns all lack one, e.g. TopiOCQA's 2021
+    release pooled with the human teacher. A turn missing a rewrite here and there falls back to the utterance
+    with a warning (``Column``)."""
+    named = f" (teacher {teacher!r})" if teacher and teacher != column else ""
+    if column not in conversations.columns:
+        names = ", ".join(map(str, dict.fromkeys(conversations["dataset"].dropna()))) \
+            if "dataset" in conversations else ""
+        raise KeyError(f"teacher column {column!r} is not in the conversations{' of ' + names if names else ''}"
+                       f"{named} (columns: {', '.join(map(str, conversations.columns))})")
+    values = conversations[column]
+    blank = values.isna() | (values.astype(str).str.strip() == "")
+    if not blank.any():
+        return
+    groups = conversations["dataset"].astype(str) if "dataset" in conversations else pd.Series("", index=values.index)
+    empty = [str(d) for d, b in blank.groupby(groups, sort=False) if b.all()]
+    if empty:
+        where = ", ".join(d or "the conversations" for d in empty)
+        raise ValueError(f"teacher column {column!r}{named}: {where} has no {column} (empty for all its turns); "
+                         "leave it out of this teacher's datasets or choose another teacher")
+
+
+def _datasets_of(conversations: pd.DataFrame) -> Dict[str, list]:
+    if "dataset" not in conversations.columns:
+        return {}
+    return {"datasets": [str(d) for d in dict.fromkeys(conversations["dataset"].dropna())]}
 
 
 def doc_model_metadata(doc_model) -> Dict[str, object]:
@@ -70,6 +96,11 @@ def build_teacher_run(conversations: pd.DataFrame, teachers: Mapping[str, Union[
         v.query_frame(extra_columns=[])
     if not teachers:
         raise ValueError("no teachers given")
+    for name, teacher in teachers.items():  # before any retrieval or LLM call
+        if isinstance(teacher, str):
+            check_rewrites(conversations, teacher, str(name))
+        else:
+            _rewriter(teacher, conversations)
     runs = []
     items = pt.tqdm(teachers.items(), desc="teachers", unit="teacher") if verbose else teachers.items()
     for name, teacher in items:
@@ -82,7 +113,7 @@ def build_teacher_run(conversations: pd.DataFrame, teachers: Mapping[str, Union[
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
     run.attrs["teacher_run"] = {**doc_model_metadata(splade.doc_model), "k": int(k),
-                                "teachers": [str(t) for t in teachers]}
+                                "teachers": [str(t) for t in teachers], **_datasets_of(conversations)}
     return run
 
 
@@ -201,7 +232,9 @@ def resolve_teachers(names, conversations: pd.DataFrame, **rewriter_kwargs) -> D
             teachers[name] = T5Rewriter()
         else:
             column = TEACHER_ALIASES.get(name, name)
-            if column not in conversations.columns:
+            if name in TEACHER_ALIASES:
+                check_rewrites(conversations, column, name)
+            elif column not in conversations.columns:
                 raise ValueError(f"unknown teacher {name!r}: use human, automatic, llm, t5 or a column of the "
                                  f"conversations ({', '.join(map(str, conversations.columns))})")
             teachers[name] = column

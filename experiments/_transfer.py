@@ -86,6 +86,14 @@ def teacher_run(ids: Sequence[str], splade, index, work: Path, limit: Optional[i
     return run
 
 
+def student_folder(ids: Sequence[str], config, splade, work: Path, *, limit: Optional[int] = None,
+                   label: str = "student") -> Path:
+    """Where :func:`student` keeps the student of these settings: the name ends with a hash of all of them."""
+    settings = {"config": asdict(config), "datasets": list(ids), "docs": doc_ids(ids), "limit": limit,
+                "doc_model": splade.doc_model.source, "teachers": ["human"]}
+    return work / "students" / f"{label}-{digest(settings)}"
+
+
 def student(ids: Sequence[str], config, splade, work: Path, *, limit: Optional[int] = None, label: str = "student",
             device=None, verbose: bool = True):
     """Train (or reuse) a student on the pooled ``ids`` with a :class:`TrainConfig`; the folder name holds a
@@ -95,9 +103,7 @@ def student(ids: Sequence[str], config, splade, work: Path, *, limit: Optional[i
     from pyterrier_disco.train import train
     from pyterrier_disco.train.data import training_data
 
-    settings = {"config": asdict(config), "datasets": list(ids), "docs": doc_ids(ids), "limit": limit,
-                "doc_model": splade.doc_model.source, "teachers": ["human"]}
-    out = work / "students" / f"{label}-{digest(settings)}"
+    out = student_folder(ids, config, splade, work, limit=limit, label=label)
     if (out / "pt_meta.json").exists():
         return disco.DiSCo.from_pretrained(out, device=device)
     index = pool_index(ids, splade, work)
@@ -105,7 +111,7 @@ def student(ids: Sequence[str], config, splade, work: Path, *, limit: Optional[i
     data = training_data(list(ids), run, docs=doc_ids(ids), limit=limit)
     return train(data.conversations, run, data.docs, out, qrels=data.qrels, config=config,
                  doc_model=splade.doc_model, device=device, resume=(out / "run.json").exists(), verbose=verbose,
-                 provenance={**data.provenance(), "settings_key": digest(settings)})
+                 provenance={**data.provenance(), "settings_key": out.name.rsplit("-", 1)[1]})
 
 
 def systems(splade, student_model, *, llm=None, names: Sequence[str] = ("raw", "fc", "human")):

@@ -53,6 +53,8 @@ def main():
     p.add_argument("--data", default=None, help="folder of the official files (../shared/data) when "
                    "IR_DATASETS_HOME does not hold them: linked into WORK/irds")
     p.add_argument("--work", default="runs/transfer", help="cache of indexes, teacher runs and students")
+    p.add_argument("--label", default=None, help="the cached students' label (default transfer-<held out>; "
+                   "search-<config> reuses a recipe_search.py student of the same settings)")
     p.add_argument("--limit", type=int, default=None, help="first N turns of each training dataset (small runs)")
     p.add_argument("--eval-limit", type=int, default=None, help="first N held-out turns (small runs)")
     p.add_argument("--device", default=None)
@@ -80,8 +82,8 @@ def main():
     report = []
     for held_out in args.held_out:
         ids = training_ids(held_out, args.mini)
-        model = student(ids, config, splade, work, limit=args.limit, label=f"transfer-{held_out.replace('/', '_')}",
-                        device=args.device)
+        label = args.label or f"transfer-{held_out.replace('/', '_')}"
+        model = student(ids, config, splade, work, limit=args.limit, label=label, device=args.device)
         eval_id = args.eval or HELD_OUT[held_out][1]
         topics = disco.conversations(eval_id)
         topics = topics.head(args.eval_limit) if args.eval_limit else topics

@@ -116,7 +116,8 @@ def test_a_collection_without_human_rewrites_is_a_clear_error(home):
 
 def test_the_mse_term_adds_to_the_score_loss():
     rng = np.random.default_rng(7)
-    q, docs, teacher, rewrite = rng.random((3, 11)), rng.random((3, 5, 11)), rng.normal(size=(3, 5)), rng.random((3, 11))
+    q, docs, rewrite = rng.random((3, 11)), rng.random((3, 5, 11)), rng.random((3, 11))
+    teacher = rng.normal(size=(3, 5))
     t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
     student = np.einsum("bv,bcv->bc", q, docs)
     distil = kld(t(student), t(teacher)).item()

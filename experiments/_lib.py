@@ -122,7 +122,8 @@ def student(dataset: str, teacher_map: Dict[str, object], args, splade, work: Pa
     from pyterrier_disco.train import TrainConfig, train
 
     out = work / "students" / (f"{name}.limit{args.limit}" if args.limit else name)
-    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, **config)
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                      **{"freeze_embeddings": False, **config})  # the paper trains the whole model
     wanted = {"config": asdict(cfg), "dataset": dataset, "teachers": list(teacher_map), "limit": args.limit,
               "doc_model": splade.doc_model.source}
     if (out / "pt_meta.json").exists():

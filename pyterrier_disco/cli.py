@@ -33,9 +33,19 @@ def _add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
     from pyterrier_disco.train.config import field_type
 
     for f, flag in config_cls.cli_fields():
+        kind = field_type(f)
         metavar = None if f.metadata["choices"] else flag.lstrip("-").replace("-", "_").upper()
-        p.add_argument(flag, dest=f.name, type=field_type(f), default=f.default, choices=f.metadata["choices"],
+        if kind is bool:
+            kind, metavar = _yes_no, "{yes,no}"
+        p.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata["choices"],
                        metavar=metavar, help=f.metadata["help"])
+
+
+def _yes_no(text: str) -> bool:
+    value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+    return value
 
 
 def _config_from_args(args, config_cls):
@@ -73,13 +83,13 @@ def cmd_teacher_run(args) -> None:
     from pyterrier_disco.train.teacher import build_teacher_run, is_teacher_run, save_teacher_run
     from pyterrier_disco.train.teacher_specs import resolve_teachers
 
+    from pyterrier_disco.train.data import limit_turns
+
     preflight.at_least_one(batch_size=args.batch_size, k=args.k, limit=args.limit)
     preflight.device(args.device)
     preflight.output_file(args.out, is_teacher_run, "a teacher run")
     index = open_index(args.index)
-    frame = disco.conversations(args.dataset)
-    if args.limit:
-        frame = frame.head(args.limit)
+    frame = limit_turns(disco.conversations(args.dataset), args.limit)
     splade = disco.Splade(args.model, device=args.device, batch_size=args.batch_size)
     teachers = resolve_teachers(args.teachers, frame, device=args.device)
     run = build_teacher_run(frame, teachers, splade, index, k=args.k)
@@ -92,9 +102,8 @@ def cmd_teacher_run(args) -> None:
 
 
 def cmd_train(args) -> None:
-    import pyterrier_disco as disco
-    from pyterrier_disco.datasets import doc_lookup, qrels
     from pyterrier_disco._folders import read_marker
+    from pyterrier_disco.train.data import training_data
     from pyterrier_disco.train import TrainConfig, train
     from pyterrier_disco.train.folder import KINDS, is_training_folder
     from pyterrier_disco.train.teacher import load_teacher_run
@@ -103,24 +112,22 @@ def cmd_train(args) -> None:
     preflight.device(args.device)
     preflight.output_folder(args.out, overwrite=args.overwrite, ours=is_training_folder, what="a training folder",
                             reuse=lambda p: (read_marker(p) or {}).get("type") in KINDS or is_training_folder(p))
-    frame = disco.conversations(args.dataset)
     run = load_teacher_run(args.teacher_run)
+    data = training_data(args.dataset, run, docs=args.docs, limit=args.limit)
     if args.teachers:  # train on these teachers of the run, refusing a run built with other models or prompts
         from pyterrier_disco.train.teacher_specs import check_teachers, resolve_teachers
 
-        teachers = resolve_teachers(args.teachers, frame, device=args.device)
+        teachers = resolve_teachers(args.teachers, data.conversations, device=args.device)
         check_teachers(run, teachers)
         attrs = run.attrs
         run = run[run["teacher"].isin(list(teachers))].reset_index(drop=True)
         run.attrs = {"teacher_run": {**attrs["teacher_run"], "teachers": list(teachers)}}
-    try:
-        positives = qrels(args.dataset)
-    except ValueError:
-        positives = None
-        print(f"{args.dataset} has no qrels: each turn's positive is the teacher's top document")
-    train(frame, run, doc_lookup(args.dataset), args.out, qrels=positives, config=config,
+    for name in data.teacher_top:
+        print(f"{name}: no qrels in the documents the teacher run retrieved: each turn's positive is the "
+              "teacher's top document")
+    train(data.conversations, run, data.docs, args.out, qrels=data.qrels, config=config,
           base_model=args.base_model, doc_model=args.model, device=args.device, resume=args.resume,
-          overwrite=args.overwrite, provenance={"dataset": args.dataset, "teacher_run": str(args.teacher_run),
+          overwrite=args.overwrite, provenance={**data.provenance(), "teacher_run": str(args.teacher_run),
                                                 "teachers": sorted(run["teacher"].unique().tolist())})
     print(f"student saved to {args.out}; load it with pyterrier_disco.DiSCo.from_pretrained({str(args.out)!r})")
 
@@ -137,18 +144,21 @@ def cmd_evaluate(args) -> None:
         preflight.plots_folder(args.plots)
     default = "raw,fc,human,llm,disco,fusion" if args.student else "raw,fc,human,llm"
     systems = [s.strip() for s in (args.systems or default).split(",") if s.strip()]
+    from pyterrier_disco.datasets import dataset_ids
+
+    datasets = dataset_ids(args.dataset)
     llm = None
     if {"llm", "fusion"} & set(systems):
         from pyterrier_disco.rewrite import LLMRewriter
         llm = LLMRewriter(args.llm, policy=args.llm_policy, verbose=True)
     summary, per_turn = evaluate_dataset(args.dataset, systems=systems, student=args.student, index_dir=args.index,
                                          model=args.model, llm=llm, limit=args.limit, baseline=args.baseline)
-    print(f"{args.dataset}: {per_turn['qid'].nunique()} evaluated turns")
+    print(f"{', '.join(datasets)}: {per_turn['qid'].nunique()} evaluated turns")
     print(format_table(summary))
     if args.out:
         out = Path(args.out)
         with atomic_file(out) as f:
-            json.dump(summary_records(summary), f, indent=2)
+            json.dump([{**r, "datasets": datasets} for r in summary_records(summary)], f, indent=2)
         print(f"written: {out}")
     if args.plots:
         write_outputs(summary, per_turn, args.plots)
@@ -203,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="encode a registered dataset's passages and build a sparse index",
                        formatter_class=_Help)
-    p.add_argument("--dataset", required=True, help="ir_datasets id, e.g. disco-mini/train or ikat/2023/train")
+    p.add_argument("--dataset", required=True,
+                   help="ir_datasets id, e.g. ikat/2023/train, or several comma-separated: one pooled index whose "
+                        "docnos are '<corpus>::<docno>'")
     p.add_argument("--out", required=True, help="index folder to create")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="numba: exact dot product (default); pisa: pyterrier-pisa, quantised weights")
@@ -220,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("teacher-run", help="retrieve with each teacher's rewrites and store the run (parquet)",
                        formatter_class=_Help)
-    p.add_argument("--dataset", required=True, help="conversational ir_datasets id, e.g. ikat/2023/train")
+    p.add_argument("--dataset", required=True,
+                   help="conversational ir_datasets id, e.g. ikat/2023/train, or several comma-separated (qids "
+                        "become '<dataset>::<qid>'); the index may hold other datasets' passages")
     p.add_argument("--teachers", default="human",
                    help="comma-separated teachers, each KIND or KIND=MODEL: human, automatic (rewrite columns), "
                         "llm[=MODEL] (the Table 2 prompt; default the packaged SmolLM2-135M-Instruct; short names "
@@ -229,14 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help="index folder built by `disco index` for the same dataset")
     p.add_argument("--out", required=True, help="parquet file to write (qid, docno, score, rank, teacher)")
     p.add_argument("--k", type=int, default=1000, help="documents retrieved per turn and teacher")
-    p.add_argument("--limit", type=int, default=None, help="only the first N turns (for a quick run)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N turns of each dataset (a quick run)")
     _add_model_args(p)
     p.set_defaults(func=cmd_teacher_run)
 
     p = sub.add_parser("train", help="train a DiSCo student from a teacher run",
                        formatter_class=_Help)
-    p.add_argument("--dataset", required=True, help="conversational ir_datasets id the teacher run was built on")
+    p.add_argument("--dataset", required=True,
+                   help="conversational dataset id(s) the teacher run was built on (comma-separated for several)")
     p.add_argument("--teacher-run", required=True, help="parquet file from `disco teacher-run`")
+    p.add_argument("--docs", default=None,
+                   help="the dataset id(s) given to `disco index` for the teacher run's index (default: --dataset); "
+                        "datasets whose qrels point elsewhere train on the teacher's top document")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N turns of each dataset (as given to `disco teacher-run`)")
     p.add_argument("--out", required=True, help="output folder: checkpoints while training, then the student")
     p.add_argument("--teachers", default=None,
                    help="train on these teachers of the run (same syntax as teacher-run); a run built with another "
@@ -251,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="compare raw / full-context / rewrite / DiSCo / fusion systems on a dataset",
                        formatter_class=_Help)
-    p.add_argument("--dataset", required=True, help="conversational ir_datasets id with passages and qrels")
+    p.add_argument("--dataset", required=True,
+                   help="conversational ir_datasets id with passages and qrels, or several comma-separated (one "
+                        "pooled index and one pt.Experiment over all their turns)")
     p.add_argument("--student", default=None, help="DiSCo student folder (for the disco and fusion systems)")
     p.add_argument("--index", default=None, help="index folder to reuse or build (default: the user cache)")
     p.add_argument("--systems", default=None,

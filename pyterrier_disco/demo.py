@@ -152,7 +152,8 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     qrels_train = datasets.qrels(TRAIN)
     docs = datasets.doc_lookup(TRAIN)
     train_cfg = TrainConfig(loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                            n_negatives=cfg.negatives, lr=cfg.lr, seed=cfg.seed, checkpoint_every=25)
+                            n_negatives=cfg.negatives, lr=cfg.lr, seed=cfg.seed, checkpoint_every=25,
+                            freeze_embeddings=False)  # the transfer recipe's frozen embeddings: not measured here
     students = {}
     teacher_sets = {"disco-human": ["human"], "disco-human+llm": ["human", "llm"]}
     budget_s = cfg.train_minutes * 60 / len(teacher_sets)

@@ -326,9 +326,9 @@ def evaluate_dataset(dataset: str, *, systems: Sequence[str] = ("raw", "fc", "hu
     if isinstance(student, (str, Path)):
         student = DiSCo.from_pretrained(student, doc_model=model)
     splade = Splade(student.doc_model) if student is not None else Splade(model)
-    topics = datasets.conversations(dataset)
-    if limit:
-        topics = topics.head(limit)
+    from .train.data import limit_turns
+
+    topics = limit_turns(datasets.conversations(dataset), limit)  # the first N turns of each dataset
     qrels = datasets.qrels(dataset)
     if ("llm" in systems or "fusion" in systems) and llm is None:
         from .rewrite import LLMRewriter

@@ -142,6 +142,18 @@ class DiSCo(pt.Artifact, Splade):
             raise ValueError("this DiSCo was not loaded from a folder: nothing to verify")
         return verify_student(self.path)
 
+    @classmethod
+    def default(cls, *, device: Optional[str] = None, **kwargs) -> "DiSCo":
+        """The student shipped with the package, loaded offline: SPLADE-tiny trained by the project's recipe
+        on the MIT-licensed TREC CAsT topics (see :mod:`pyterrier_disco.default_student`).
+
+        >>> disco = DiSCo.default()
+        >>> (disco.query_encoder() >> index.retriever(num_results=100))(conversations)
+        """
+        from .default_student import load_default
+
+        return load_default(device=device, **kwargs)
+
     def query_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
         return self.conversation_encoder(self.formatter, batch_size, verbose)
 

@@ -48,17 +48,12 @@ def open_index(path, **kwargs):
 
 
 def dataset_docs(dataset) -> Iterator[dict]:
-    """``{"docno", "text"}`` records of an ir_datasets dataset (given by id or object)."""
-    import ir_datasets
+    """``{"docno", "text"}`` records of an ir_datasets dataset (given by id or object), or of several pooled (a
+    list or a comma-separated string of ids: one corpus, docnos ``"<corpus>::<docno>"``, see
+    :func:`pyterrier_disco.datasets.docs_iter`)."""
+    from ..datasets import docs_iter
 
-    try:
-        ds = ir_datasets.load(dataset) if isinstance(dataset, str) else dataset
-    except KeyError as e:
-        raise ValueError(f"unknown dataset {dataset!r}: not registered with ir_datasets") from e
-    if not ds.has_docs():
-        raise ValueError(f"dataset {dataset!r} has no documents")
-    for doc in ds.docs_iter():
-        yield {"docno": doc.doc_id, "text": doc.default_text()}
+    return docs_iter(dataset)
 
 
 def index_dataset(dataset, out, *, backend: str = "numba", splade=None, batch_size: int = 32,
@@ -116,7 +111,10 @@ def index_folder(dataset: str, splade, root=None) -> Path:
     from .._utils import cache_dir
 
     root = cache_dir("indexes") if root is None else Path(root)
-    return root / f"{dataset.replace('/', '_')}.{model_key(splade)}"
+    name = ",".join(dataset) if isinstance(dataset, (list, tuple)) else dataset
+    if "," in name:  # a pool: a short, stable name
+        name = f"pool-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    return root / f"{name.replace('/', '_')}.{model_key(splade)}"
 
 
 def model_key(splade) -> str:

@@ -134,6 +134,8 @@ class LossConfig:
 
     ``name`` is one of ``kld``, ``kld+infonce``, ``mse``, ``infonce``. ``weight`` is the InfoNCE weight ``w``
     of ``kld+infonce``; ``tau`` the InfoNCE temperature; ``temperature`` the KLD softmax temperature.
+    ``mse_weight`` adds ``mse_weight * mse(q, teacher_q)`` (representation distillation of a rewrite, see
+    :func:`mse`: a mean over all ``B * V`` entries, about 1e-3 for SPLADE-tiny vectors) to a score-based loss.
     Presets (:meth:`preset`): ``disco`` (kld+infonce, w 0.01, tau 1: the DiSCo release), ``followup``
     (kld+infonce, w 0.05, tau 0.08: the follow-up's sweep configs), ``kld`` (the paper's Eq. 3 alone), ``mse``,
     ``infonce``.
@@ -142,6 +144,7 @@ class LossConfig:
     weight: float = 0.01
     tau: float = 1.0
     temperature: float = 1.0
+    mse_weight: float = 0.0
 
     def __post_init__(self):
         if self.name not in LOSS_NAMES:
@@ -150,6 +153,8 @@ class LossConfig:
             raise ValueError(f"weight must be in [0, 1], got {self.weight}")
         if self.tau <= 0 or self.temperature <= 0:
             raise ValueError("tau and temperature must be positive")
+        if self.mse_weight < 0 or (self.mse_weight and self.name == "mse"):
+            raise ValueError(f"mse_weight must be >= 0 and adds to a score loss, not to {self.name!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "LossConfig":
@@ -164,7 +169,7 @@ class LossConfig:
 
     @property
     def needs_teacher_queries(self) -> bool:
-        return self.name == "mse"
+        return self.name == "mse" or self.mse_weight > 0
 
     def compute(self, q: torch.Tensor, docs: Optional[torch.Tensor] = None,
                 teacher_scores: Optional[torch.Tensor] = None,
@@ -190,13 +195,19 @@ class LossConfig:
             return {"loss": value, "mse": value.detach()}
         if self.name == "infonce":
             value = infonce(q, docs[:, 0], docs[:, n_positives:], self.tau)
-            return {"loss": value, "infonce": value.detach()}
-        distil = kld(candidate_scores(q, docs), teacher_scores, self.temperature)
-        if self.name == "kld":
-            return {"loss": distil, "kld": distil.detach()}
-        contrastive = infonce(q, docs[:, 0], docs[:, n_positives:], self.tau)
-        total = (1.0 - self.weight) * distil + self.weight * contrastive
-        return {"loss": total, "kld": distil.detach(), "infonce": contrastive.detach()}
+            parts = {"loss": value, "infonce": value.detach()}
+        else:
+            distil = kld(candidate_scores(q, docs), teacher_scores, self.temperature)
+            parts = {"loss": distil, "kld": distil.detach()}
+            if self.name == "kld+infonce":
+                contrastive = infonce(q, docs[:, 0], docs[:, n_positives:], self.tau)
+                parts = {"loss": (1.0 - self.weight) * distil + self.weight * contrastive, "kld": distil.detach(),
+                         "infonce": contrastive.detach()}
+        if self.mse_weight:
+            imitation = mse(q, teacher_q)
+            parts["loss"] = parts["loss"] + self.mse_weight * imitation
+            parts["mse"] = imitation.detach()
+        return parts
 
 
 LOSS_PRESETS: Dict[str, LossConfig] = {

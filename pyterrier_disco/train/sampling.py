@@ -85,6 +85,20 @@ def _positives(qrels: Optional[pd.DataFrame]) -> Optional[Dict[str, List[str]]]:
     return out
 
 
+def _unjudged_datasets(conversations: pd.DataFrame, positives: Optional[Dict[str, List[str]]]) -> set:
+    """The qids of the pooled datasets that have no turn in the qrels (warned: they train on teacher tops)."""
+    if positives is None or "dataset" not in conversations.columns:
+        return set()
+    qids = conversations["qid"].astype(str)
+    judged = qids.isin(positives.keys()).groupby(conversations["dataset"].astype(str), sort=False).any()
+    names = list(judged.index[~judged])
+    if not names or len(judged) < 2:
+        return set()
+    warnings.warn(f"{', '.join(names)}: no turn in the qrels (none judged in this corpus); their positives are "
+                  "the teacher's top documents, as for a dataset without qrels")
+    return set(qids[conversations["dataset"].astype(str).isin(names)])
+
+
 def _ranked_run(teacher_run: pd.DataFrame, aggregate: str) -> pd.DataFrame:
     if "teacher" in teacher_run.columns:
         return aggregate_teachers(teacher_run, aggregate)
@@ -136,6 +150,10 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         n_positives: positives per example (default 1); more adds other qrels positives and soft positives
             (see the module docstring); a turn whose pool cannot supply them is skipped (warned).
 
+    Pooled datasets (a ``dataset`` column): a dataset none of whose turns is in the qrels is treated as a
+    dataset without qrels, whatever ``missing_positive`` says: each of its turns takes the teacher's top
+    document (warned), e.g. CAsT 2019 trained on a teacher run over other collections' passages.
+
     Too few candidates: with ``reference`` and ``uniform``, when *at most* ``n_negatives`` non-positive
     documents are in the strategy's pool (exactly ``n_negatives`` included, as the reference's
     ``len(candidates) <= n``), the negatives are drawn uniformly with replacement; with ``top``, when fewer
@@ -167,6 +185,7 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
         raise ValueError(f"the teacher run has {len(unknown)} qid(s) that are not in the conversations, e.g. "
                          f"{', '.join(map(repr, unknown[:5]))}; was it built for another dataset or split?")
     positives = _positives(qrels)
+    unjudged = _unjudged_datasets(conversations, positives)
     groups = {qid: (g["docno"].to_numpy(), g["score"].to_numpy(dtype=np.float64))
               for qid, g in run.groupby("qid", sort=False)}
 
@@ -179,7 +198,7 @@ def build_examples(conversations: pd.DataFrame, teacher_run: pd.DataFrame, qrels
             continue
         docnos, scores = groups[qid]
         pseudo = False
-        if positives is None:
+        if positives is None or qid in unjudged:
             pos_list, pseudo = [docnos[0]], True
         elif positives.get(qid):
             pos_list = positives[qid]

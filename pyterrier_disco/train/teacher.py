@@ -9,7 +9,7 @@ Multi-teacher aggregation follows github Janhutter/disco-conv-splade ``setup_scr
 """
 import json
 from pathlib import Path
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 import pandas as pd
 import pyterrier as pt
@@ -34,6 +34,35 @@ def _rewriter(teacher: Union[str, pt.Transformer], conversations: pd.DataFrame) 
         raise InputKeyError(f"teacher column {teacher!r} is not in the conversations (columns: "
                        f"{', '.join(map(str, conversations.columns))})")
     return Column(teacher)
+
+
+def check_rewrites(conversations: pd.DataFrame, column: str, teacher: Optional[str] = None) -> None:
+    """A rewrite teacher needs its rewrites. ``KeyError`` when the frame has no ``column``; ``ValueError``
+    naming each dataset of the frame (its ``dataset`` column) whose turns all lack one, e.g. TopiOCQA's 2021
+    release pooled with the human teacher. A turn missing a rewrite here and there falls back to the utterance
+    with a warning (``Column``)."""
+    named = f" (teacher {teacher!r})" if teacher and teacher != column else ""
+    if column not in conversations.columns:
+        names = ", ".join(map(str, dict.fromkeys(conversations["dataset"].dropna()))) \
+            if "dataset" in conversations else ""
+        raise KeyError(f"teacher column {column!r} is not in the conversations{' of ' + names if names else ''}"
+                       f"{named} (columns: {', '.join(map(str, conversations.columns))})")
+    values = conversations[column]
+    blank = values.isna() | (values.astype(str).str.strip() == "")
+    if not blank.any():
+        return
+    groups = conversations["dataset"].astype(str) if "dataset" in conversations else pd.Series("", index=values.index)
+    empty = [str(d) for d, b in blank.groupby(groups, sort=False) if b.all()]
+    if empty:
+        where = ", ".join(d or "the conversations" for d in empty)
+        raise ValueError(f"teacher column {column!r}{named}: {where} has no {column} (empty for all its turns); "
+                         "leave it out of this teacher's datasets or choose another teacher")
+
+
+def _datasets_of(conversations: pd.DataFrame) -> Dict[str, list]:
+    if "dataset" not in conversations.columns:
+        return {}
+    return {"datasets": [str(d) for d in dict.fromkeys(conversations["dataset"].dropna())]}
 
 
 def doc_model_metadata(doc_model) -> Dict[str, object]:
@@ -74,6 +103,11 @@ def build_teacher_run(conversations: pd.DataFrame, teachers: Mapping[str, Union[
         v.query_frame(extra_columns=[])
     if not teachers:
         raise ValueError("no teachers given")
+    for name, teacher in teachers.items():  # before any retrieval or LLM call
+        if isinstance(teacher, str):
+            check_rewrites(conversations, teacher, str(name))
+        else:
+            _rewriter(teacher, conversations)
     runs, details = [], {}
     items = pt.tqdm(teachers.items(), desc="teachers", unit="teacher") if verbose else teachers.items()
     for name, teacher in items:
@@ -89,7 +123,8 @@ def build_teacher_run(conversations: pd.DataFrame, teachers: Mapping[str, Union[
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
     run.attrs["teacher_run"] = {**doc_model_metadata(splade.doc_model), "k": int(k),
-                                "teachers": [str(t) for t in teachers], "teacher_details": details}
+                                "teachers": [str(t) for t in teachers], "teacher_details": details,
+                                **_datasets_of(conversations)}
     return run
 
 

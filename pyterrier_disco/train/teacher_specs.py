@@ -114,8 +114,15 @@ def parse_teachers(names: Union[str, Sequence[str]], columns: Sequence[str] = ()
 
 def resolve_teachers(names, conversations: pd.DataFrame, **llm_kwargs) -> Dict[str, Union[str, pt.Transformer]]:
     """``{canonical name: column name or rewriter}`` for teacher specs (see the module docstring);
-    ``llm_kwargs`` go to the LLM rewriters (``backend``, ``device``, ``cache``, ``prompt``, ...)."""
-    return {s.name: s.build(**llm_kwargs) for s in parse_teachers(names, list(map(str, conversations.columns)))}
+    ``llm_kwargs`` go to the LLM rewriters (``backend``, ``device``, ``cache``, ``prompt``, ...). A column teacher
+    whose column is empty for a whole dataset of the frame is refused, naming the dataset."""
+    from .teacher import check_rewrites
+
+    teachers = {s.name: s.build(**llm_kwargs) for s in parse_teachers(names, list(map(str, conversations.columns)))}
+    for name, teacher in teachers.items():
+        if isinstance(teacher, str):
+            check_rewrites(conversations, teacher, name)
+    return teachers
 
 
 def teacher_info(teacher: Union[str, pt.Transformer]) -> dict:

@@ -83,7 +83,11 @@ class Trainer:
                                    device=device, max_length=self.config.max_length)
         if self.student.vocab != self.doc_model.vocab:
             raise ValueError("the student and the document model must share a vocabulary")
-        self.formatter = ConversationFormatter(max_length=self.config.max_length)
+        if self.config.freeze_embeddings:  # with tied weights this also freezes the output layer
+            self.student.mlm.get_input_embeddings().weight.requires_grad_(False)
+        self.formatter = ConversationFormatter(include_responses=self.config.include_responses,
+                                               max_response_tokens=self.config.max_response_tokens,
+                                               max_length=self.config.max_length)
         self.loss = self.config.loss_config()
         if self.loss.needs_teacher_queries and self.config.mse_teacher not in self.conversations.columns:
             rewrites = [str(c) for c in conversations.columns if "rewrite" in str(c).lower()]

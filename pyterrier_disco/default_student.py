@@ -34,7 +34,7 @@ def _sha256(path: Path) -> str:
 
 def _is_delta(folder: Path) -> bool:
     try:
-        return json.loads((folder / META).read_text()).get("type") == "disco_student_delta"
+        return read_json(folder / META).get("type") == "disco_student_delta"
     except (OSError, ValueError, AttributeError):
         return False
 

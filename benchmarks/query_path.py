@@ -13,13 +13,16 @@ Stages (timed one after another on the same texts; ms per query = stage time / b
 - ``transformer``: the masked LM up to the input of its output layer (``SpladeHead.capture``);
 - ``head``: the sparse SPLADE activation (:mod:`pyterrier_disco._splade_head`): the terms whose largest logit
   over the tokens is positive, then exactly those logits;
+- ``utterance``: the raw utterance's vector (the document model), added to the student's (``utterance_weight``,
+  the ``disco train`` default; 0 ms for a student without it);
 - ``sparse``: the vectors to ``{term: weight}`` dicts (``query_toks``);
 - ``retrieval``: the exact retriever (top 1000) on the encoded frame.
 
 ``head_search`` compares, side by side on the same hidden states, the head's search for active terms with the
 previous layout (one (tokens x vocabulary) product reduced across tokens): time, and the same terms and values
 within 1e-4. ``pipeline`` times the composed transformer end to end for comparison with the sum of the stages.
-The embedded SPLADE-tiny stands in for a student (same architecture and cost) unless ``--student`` is given.
+The embedded SPLADE-tiny with the utterance's vector added (weight 1) stands in for a student (same architecture
+and cost as a ``disco train`` default student) unless ``--student`` is given.
 """
 import os
 
@@ -65,8 +68,13 @@ def stage_times(encoder, retriever, frame) -> dict:
         reps = head.representations(hidden, enc["attention_mask"], [not t.strip() for t in texts])
         times["head"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    matrix = sp.csr_matrix(reps.numpy())
+    if encoder.utterance_weight:
+        matrix = matrix + encoder.utterance_weight * encoder.utterance_model.encode(list(frame["query"]))
+    times["utterance"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     out = frame.copy()
-    out["query_toks"] = model.to_dicts(sp.csr_matrix(reps.numpy()))
+    out["query_toks"] = model.to_dicts(matrix.tocsr())
     out.attrs["vocab"] = model.vocab_fingerprint
     times["sparse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -120,17 +128,17 @@ def run(args, tmp: Path) -> dict:
     frame = frame.iloc[np.unique(np.linspace(0, len(frame) - 1, n).round().astype(int))].reset_index(drop=True)
     student = disco.DiSCo.from_pretrained(args.student) if args.student else None
     splade = student or disco.Splade()
-    encoder = student.query_encoder() if student else splade.conversation_encoder()
+    encoder = student.query_encoder() if student else splade.conversation_encoder(utterance_weight=1.0)
     index = disco.open_index(args.index, verbose=False) if args.index else index_dataset(
         dataset, tmp / "index", splade=splade, verbose=False)
     retriever = index.retriever(num_results=1000)
     log(f"{len(frame)} turns of {dataset}; warming up ...")
     stage_times(encoder, retriever, frame.iloc[:2])
     report = {"benchmark": "query_path", "source": dataset, "queries": len(frame), "threads": args.threads,
-              "machine": machine(), "encoder": args.student or "embedded SPLADE-tiny (same cost as a student)",
+              "machine": machine(), "encoder": args.student or "embedded SPLADE-tiny + utterance vector (same cost as a student)",
               "index_docs": len(index), "by_batch": {}}
     for batch in args.batches:
-        per = {s: [] for s in ("format", "tokenise", "transformer", "head", "sparse", "retrieval")}
+        per = {s: [] for s in ("format", "tokenise", "transformer", "head", "utterance", "sparse", "retrieval")}
         pipeline = []
         for lo in range(0, len(frame), batch):
             part = frame.iloc[lo:lo + batch]

@@ -120,10 +120,11 @@ def student(dataset: str, teacher_map: Dict[str, object], args, splade, work: Pa
     """
     import pyterrier_disco as disco
     from pyterrier_disco.train import TrainConfig, train
+    from pyterrier_disco.train.config import DISCO_RELEASE
 
     out = work / "students" / (f"{name}.limit{args.limit}" if args.limit else name)
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                      **{"freeze_embeddings": False, **config})  # the paper trains the whole model
+                      **{**DISCO_RELEASE, **config})  # the paper's method, not the transfer recipe
     wanted = {"config": asdict(cfg), "dataset": dataset, "teachers": list(teacher_map), "limit": args.limit,
               "doc_model": splade.doc_model.source}
     if (out / "pt_meta.json").exists():

@@ -3,6 +3,7 @@ import argparse
 import errno
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,8 +38,18 @@ def _add_config_args(p: argparse.ArgumentParser, config_cls) -> None:
         metavar = None if f.metadata["choices"] else flag.lstrip("-").replace("-", "_").upper()
         if kind is bool:
             kind, metavar = _yes_no, "{yes,no}"
+        elif type(None) in typing.get_args(f.type) and f.default is not None:
+            kind, metavar = _or_none(kind), f"{metavar}|none"
         p.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata["choices"],
                        metavar=metavar, help=f.metadata["help"])
+
+
+def _or_none(kind):
+    """An option's type that also takes ``none`` (unset), for optional fields with a default."""
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
 
 
 def _yes_no(text: str) -> bool:

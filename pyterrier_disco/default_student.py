@@ -63,6 +63,7 @@ def export_delta(student_folder, out: Union[str, Path] = FOLDER, *, dtype: torch
             "base_sha256": _sha256(embedded_model_path() / "model.safetensors"), "dtype": str(dtype).split(".")[-1],
             "tensors": len(delta), "parameters": int(sum(v.numel() for v in delta.values())),
             "max_length": meta["max_length"], "formatter": meta["formatter"],
+            "utterance_weight": meta.get("utterance_weight", 0.0),
             "recipe": {k: recipe.get(k) for k in ("config", "datasets", "doc_datasets", "teacher_top_datasets",
                                                   "n_examples", "plan")}}
     out = Path(out)

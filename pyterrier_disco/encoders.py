@@ -222,8 +222,9 @@ class Splade:
                                 self.verbose if verbose is None else verbose)
 
     def conversation_encoder(self, formatter=None, batch_size: Optional[int] = None,
-                             verbose: Optional[bool] = None) -> pt.Transformer:
-        """Encodes the whole conversation (``query`` + ``history``) with the query model into ``query_toks``.
+                             verbose: Optional[bool] = None, utterance_weight: float = 0.0) -> pt.Transformer:
+        """Encodes the whole conversation (``query`` + ``history``) with the query model into ``query_toks``;
+        ``utterance_weight`` adds that weight times the document model's vector of the raw utterance.
 
         With an untrained SPLADE this is the "full context" baseline; with a DiSCo student it is DiSCo.
         """
@@ -231,7 +232,8 @@ class Splade:
 
         return ConversationQueryEncoder(self.query_model, formatter or ConversationFormatter(
             max_length=self.query_model.max_length), batch_size or self.batch_size,
-            self.verbose if verbose is None else verbose)
+            self.verbose if verbose is None else verbose, utterance_model=self.doc_model,
+            utterance_weight=utterance_weight)
 
     def scorer(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
         return SpladeScorer(self.query_model, self.doc_model, batch_size or self.batch_size,
@@ -258,6 +260,9 @@ class _Encoder(pt.Transformer):
                                    desc=f"{type(self).__name__}")
         return self.model.to_dicts(matrix)
 
+    def encode_frame(self, inp: pd.DataFrame) -> List[Dict[str, float]]:
+        return self.encode_texts(self.input_texts(inp))
+
     def input_texts(self, inp: pd.DataFrame) -> List[str]:
         """The texts to encode, one per row (the ``source`` column)."""
         return check_texts(inp[self.source], self.source)
@@ -265,8 +270,7 @@ class _Encoder(pt.Transformer):
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         pt.validate.columns(inp, includes=self.input_columns(), context=self)
         out = inp.copy()
-        texts = self.input_texts(inp) if len(inp) else []
-        out[self.target] = pd.Series(self.encode_texts(texts) if texts else [], index=inp.index, dtype=object)
+        out[self.target] = pd.Series(self.encode_frame(inp) if len(inp) else [], index=inp.index, dtype=object)
         out.attrs["vocab"] = self.model.vocab_fingerprint  # lets a retriever refuse an index of another vocabulary
         return out
 
@@ -319,12 +323,30 @@ class SpladeScorer(pt.Transformer):
 
 
 class ConversationQueryEncoder(_Encoder):
-    """``query`` + ``history`` -> ``query_toks``: the conversation, newest turn first, encoded as one query."""
+    """``query`` + ``history`` -> ``query_toks``: the conversation, newest turn first, encoded as one query.
+
+    With ``utterance_weight`` > 0, ``utterance_weight`` times ``utterance_model``'s vector of the raw utterance
+    (``query``) is added to the conversation's vector (a student trained with
+    ``TrainConfig.utterance_weight``)."""
     source, target = "query", "query_toks"
 
-    def __init__(self, model: SpladeModel, formatter, batch_size: int = 32, verbose: bool = False):
+    def __init__(self, model: SpladeModel, formatter, batch_size: int = 32, verbose: bool = False, *,
+                 utterance_model: Optional[SpladeModel] = None, utterance_weight: float = 0.0):
         super().__init__(model, batch_size, verbose)
         self.formatter = formatter
+        if utterance_weight and utterance_model is None:
+            raise ValueError("utterance_weight needs the utterance_model that encodes the raw utterance")
+        self.utterance_model = utterance_model
+        self.utterance_weight = float(utterance_weight or 0.0)
+
+    def encode_frame(self, inp: pd.DataFrame) -> List[Dict[str, float]]:
+        matrix = self.model.encode(self.input_texts(inp), batch_size=self.batch_size, verbose=self.verbose,
+                                   desc=type(self).__name__)
+        if self.utterance_weight:
+            utterances = self.utterance_model.encode(list(inp["query"]), batch_size=self.batch_size,
+                                                     verbose=self.verbose, desc="utterances")
+            matrix = (matrix + self.utterance_weight * utterances).tocsr()
+        return self.model.to_dicts(matrix)
 
     def input_columns(self) -> List[str]:
         return ["query", "history"]

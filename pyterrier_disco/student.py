@@ -10,7 +10,9 @@ Two folder layouts load, from disk or from the Hugging Face hub:
   ``q_n [SEP] a_{n-1} [SEP] q_{n-1} [SEP] ... [SEP] q_0`` (the model cards; :class:`ConversationFormatter`'s
   default) and 256 tokens.
 
-Keyword arguments (``doc_model``, ``max_length``, ``formatter``) override either.
+Keyword arguments (``doc_model``, ``max_length``, ``formatter``, ``utterance_weight``) override either.
+``utterance_weight`` (``pt_meta.json``; 0 for the authors' students) adds that weight times the document
+model's vector of the raw utterance to the student's query vector (``TrainConfig.utterance_weight``).
 """
 import re
 from dataclasses import dataclass, field
@@ -98,30 +100,36 @@ class DiSCo(pt.Artifact, Splade):
 
     def __init__(self, path, *, doc_model=None, max_length: Optional[int] = None,
                  formatter: Optional[ConversationFormatter] = None, name: Optional[str] = None,
-                 device: Optional[str] = None, batch_size: int = 32, verbose: bool = False):
+                 utterance_weight: Optional[float] = None, device: Optional[str] = None, batch_size: int = 32,
+                 verbose: bool = False):
         super().__init__(path)
         settings = student_settings(path, name=name, doc_model=doc_model, max_length=max_length, formatter=formatter)
         check_files(path, settings.meta.get("files", {}), CorruptFileError)
         query = SpladeModel(path, device=device, max_length=settings.max_length)
         query.name = settings.name
         self._wrap(query, _as_model(settings.doc_model, device), settings.formatter, settings.meta,
-                   device=device, batch_size=batch_size, verbose=verbose)
+                   utterance_weight, device=device, batch_size=batch_size, verbose=verbose)
 
     @classmethod
     def from_models(cls, query_model: SpladeModel, doc_model: Optional[SpladeModel] = None, *,
                     formatter: Optional[ConversationFormatter] = None, meta: Optional[dict] = None,
-                    path=pt.Artifact.NO_PATH, **kwargs) -> "DiSCo":
+                    utterance_weight: Optional[float] = None, path=pt.Artifact.NO_PATH, **kwargs) -> "DiSCo":
         """A student over models already loaded (``doc_model=None``: the query model on both sides), e.g. the
         model a training run just saved at ``path``; ``kwargs`` go to :class:`Splade`."""
         self = cls.__new__(cls)
         pt.Artifact.__init__(self, path)
-        self._wrap(query_model, doc_model, formatter, meta or {}, **kwargs)
+        self._wrap(query_model, doc_model, formatter, meta or {}, utterance_weight, **kwargs)
         return self
 
-    def _wrap(self, query_model, doc_model, formatter, meta: dict, **kwargs) -> None:
+    def _wrap(self, query_model, doc_model, formatter, meta: dict, utterance_weight: Optional[float],
+              **kwargs) -> None:
         Splade.__init__(self, query_model, doc_model, **kwargs)
         self.formatter = formatter or ConversationFormatter(max_length=self.query_model.max_length)
         self.meta = meta
+        weight = meta.get("utterance_weight") if utterance_weight is None else utterance_weight
+        self.utterance_weight = float(weight or 0.0)
+        if not 0 <= self.utterance_weight < float("inf"):
+            raise ValueError(f"utterance_weight must be >= 0, not {weight!r}")
 
     @classmethod
     def from_pretrained(cls, name_or_path, *, revision: Optional[str] = None, **kwargs) -> "DiSCo":
@@ -155,12 +163,13 @@ class DiSCo(pt.Artifact, Splade):
         return load_default(device=device, **kwargs)
 
     def query_encoder(self, batch_size: Optional[int] = None, verbose: Optional[bool] = None) -> pt.Transformer:
-        return self.conversation_encoder(self.formatter, batch_size, verbose)
+        return self.conversation_encoder(self.formatter, batch_size, verbose, self.utterance_weight)
 
     def _build_metadata(self) -> dict:
         # written into packages (to_hf, build_package) of folders without pt_meta.json: the settings in use
         return {**super()._build_metadata(), "name": self.query_model.name, "doc_model": self.doc_model.source,
-                "max_length": self.query_model.max_length, "formatter": self.formatter.settings()}
+                "max_length": self.query_model.max_length, "formatter": self.formatter.settings(),
+                "utterance_weight": self.utterance_weight}
 
     def __repr__(self):
         return f"DiSCo(query_model={self.query_model.name!r}, doc_model={self.doc_model.name!r})"

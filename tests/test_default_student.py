@@ -40,7 +40,7 @@ def test_export_and_load_round_trip_a_trained_student(ikat_home, ikat_index, spl
     run = build_teacher_run(frame, {"human": "human_rewrite"}, disco.Splade(splade_model), index, k=50,
                             verbose=False)
     config = TrainConfig(batch_size=4, n_negatives=4, max_length=96, lr=1e-3, max_steps=2, freeze_embeddings=True,
-                         max_response_tokens=20)
+                         max_response_tokens=20, utterance_weight=0.5)
     trained = train(frame, run, doc_lookup("ikat/2023/train"), tmp_path / "s", qrels=qrels("ikat/2023/train"),
                     doc_model=splade_model, config=config, verbose=False)
     info = export_delta(tmp_path / "s", tmp_path / "delta")
@@ -49,6 +49,7 @@ def test_export_and_load_round_trip_a_trained_student(ikat_home, ikat_index, spl
     assert (tmp_path / "delta" / DELTA).stat().st_size < 2 * info["parameters"] + 100_000  # fp16
     loaded = load_default(tmp_path / "delta")
     assert loaded.formatter.max_response_tokens == 20 and loaded.query_model.max_length == 96
+    assert loaded.utterance_weight == trained.utterance_weight == 0.5
     texts = trained.formatter.format_frame(frame, trained.query_model.tokenizer)
     assert loaded.formatter.format_frame(frame, loaded.query_model.tokenizer) == texts
     with torch.no_grad():

@@ -125,7 +125,7 @@ def test_the_mse_term_adds_to_the_score_loss():
     assert parts["mse"].item() == pytest.approx(float(np.mean((q - rewrite) ** 2)))
     assert parts["loss"].item() == pytest.approx(distil + 50.0 * float(np.mean((q - rewrite) ** 2)))
     assert LossConfig("kld", mse_weight=50.0).needs_teacher_queries and not LossConfig("kld").needs_teacher_queries
-    base = LossConfig.preset("disco").compute(t(q), t(docs), t(teacher))["loss"].item()
+    base = LossConfig.preset(TrainConfig().loss).compute(t(q), t(docs), t(teacher))["loss"].item()
     extra = TrainConfig(mse_weight=2.0).loss_config().compute(t(q), t(docs), t(teacher), t(rewrite))
     assert extra["loss"].item() == pytest.approx(base + 2.0 * mse(t(q), t(rewrite)).item())
     for bad in (dict(name="kld", mse_weight=-1.0), dict(name="mse", mse_weight=1.0)):

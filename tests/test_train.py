@@ -302,7 +302,8 @@ def test_mse_needs_its_rewrite_column(setup, tmp_path, splade_model):
     (dict(lr=0.0), "lr=0.0 must be > 0"), (dict(lr=float("inf")), "lr=inf"), (dict(warmup_ratio=1.0), "warmup"),
     (dict(weight_decay=-0.1), "weight_decay"), (dict(seed=-1), "seed=-1"), (dict(max_length=4), "max_length=4"),
     (dict(loss="kl"), "loss='kl' is not one of"), (dict(epochs=2.5), "epochs=2.5 is not of type int"),
-    (dict(batch_size=True), "batch_size=True is not of type int"), (dict(infonce_tau=0.0), "infonce_tau")])
+    (dict(batch_size=True), "batch_size=True is not of type int"), (dict(infonce_tau=0.0), "infonce_tau"),
+    (dict(utterance_weight=-1.0), "utterance_weight=-1.0 must be >= 0")])
 def test_config_refuses_nonsense_before_any_work(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)
@@ -352,3 +353,33 @@ def test_student_files_are_checked_and_its_document_model_kept_inside(setup, tmp
     recorded("someone/their-splade")  # a hub id: loaded as any hub model; offline here, so a clear error
     with pytest.raises(OSError, match="cannot load the model someone/their-splade"):
         disco.DiSCo.from_pretrained(out)
+
+
+def test_utterance_weight_adds_the_raw_utterance_vector_in_training_and_at_search(setup, tmp_path, splade_model):
+    frame = setup[0]
+    trainer = _trainer(setup, tmp_path / "u", splade_model, loss="kld", utterance_weight=0.5, max_steps=2)
+    trainer.student.mlm.eval()
+    batch = trainer.batch(0, 0)
+    with torch.no_grad():
+        logged = float(trainer.compute_loss(batch, 0)["kld"])
+        conversation = trainer.student(trainer.query_texts(batch))
+        rows = frame.set_index("qid").loc[[e.qid for e in batch]]
+        q = conversation + 0.5 * trainer.doc_model(list(rows["query"]))
+        docs = trainer.cache.dense([d for e in batch for d in e.docnos]).view(len(batch), -1, q.shape[1])
+        teacher = torch.tensor(np.stack([e.teacher_scores for e in batch]))
+        expected = float(kld(torch.einsum("bv,bcv->bc", q, docs), teacher))
+        plain = float(kld(torch.einsum("bv,bcv->bc", conversation, docs), teacher))
+    assert logged == pytest.approx(expected, rel=1e-5) and abs(expected - plain) > 1e-4
+
+    trainer.train()
+    student = disco.DiSCo.from_pretrained(tmp_path / "u")
+    assert student.meta["utterance_weight"] == 0.5 and student.utterance_weight == 0.5
+    turns = frame.head(4)
+    got = student.query_encoder()(turns)["query_toks"]
+    alone = disco.DiSCo(tmp_path / "u", utterance_weight=0).query_encoder()(turns)["query_toks"]
+    raw = disco.Splade(splade_model).query_encoder()(turns)["query_toks"]
+    for g, a, r in zip(got, alone, raw):
+        want = {t: a.get(t, 0.0) + 0.5 * r.get(t, 0.0) for t in set(a) | set(r)}
+        assert g.keys() == want.keys()
+        assert [g[t] for t in want] == pytest.approx(list(want.values()), rel=1e-4, abs=1e-4)
+    assert any(set(r) - set(a) for a, r in zip(alone, raw)) or any(a != g for a, g in zip(alone, got))

@@ -27,15 +27,18 @@ def option(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, 
 class TrainConfig:
     """The training recipe. Defaults follow the DiSCo paper's Section 4.3 where the paper and its released code
     agree (AdamW, batch 10, 16 negatives, the document encoder frozen, 256 tokens) and the released code where
-    they disagree, because the released checkpoints were trained with it: the loss is 0.99 KLD + 0.01 InfoNCE
-    (the paper: KLD alone, preset ``kld``; see :mod:`~pyterrier_disco.train.losses`), no sparsity regularisation
-    (the paper: lambda_q 1e-3 / lambda_d 5e-4, preset ``paper``; see :mod:`~pyterrier_disco.train.regularization`),
-    linear decay with 1% warm-up (not in the paper) and negatives drawn from the teacher's ranks 10..960 (the
-    paper gives no window). Learning rate, epochs and embeddings are the project's transfer recipe for a small
-    student and little data: lr 2e-4, 2 epochs, frozen word embeddings. Measured with experiments/transfer.py
-    (results in experiments/results/): trained on TREC CAsT 2019-2022 and evaluated on iKAT 2023, SPLADE-tiny
-    reaches RR 0.464 with it against 0.443 with trainable embeddings and 0.365 with the release's lr 2e-5 (one
-    epoch); the paper's settings are ``lr=2e-5, epochs=5, freeze_embeddings=False``.
+    they disagree (no sparsity regularisation, the paper: lambda_q 1e-3 / lambda_d 5e-4, preset ``paper``, see
+    :mod:`~pyterrier_disco.train.regularization`; linear decay with 1% warm-up, not in the paper; negatives drawn
+    from the teacher's ranks 10..960, the paper gives no window).
+
+    Five defaults are the project's transfer recipe for a small student and little data, chosen with
+    experiments/transfer.py and recipe_search.py (results in experiments/results/): lr 2e-4, 2 epochs, frozen
+    word embeddings, the follow-up's loss (0.95 KLD + 0.05 InfoNCE, tau 0.08; see
+    :mod:`~pyterrier_disco.train.losses`) and the raw utterance's vector added to the student's
+    (``utterance_weight`` 1). Trained on TREC CAsT 2019-2022 and evaluated on iKAT 2023, SPLADE-tiny reaches
+    RR 0.592 with it (raw utterance 0.513, human rewrite 0.628) against 0.464 with the DiSCo release's loss and
+    no utterance vector. :data:`DISCO_RELEASE` holds the release's choices for the fields the recipe changes
+    (the paper: also ``lr=2e-5, epochs=5``).
 
     With ``grad_accum > 1`` each optimiser step averages the losses of its non-empty micro-batches of
     ``batch_size`` examples (at the end of an epoch a step may have fewer than ``grad_accum`` of them).
@@ -43,7 +46,7 @@ class TrainConfig:
     from 1 (every micro-batch of a step uses the same step), whereas the reference code counts
     ``compute_loss`` calls, i.e. micro-batches; the two agree when ``grad_accum == 1`` (the DiSCo default).
     """
-    loss: str = option("disco", "training loss preset: disco = 0.99 KLD + 0.01 InfoNCE (tau 1, the DiSCo "
+    loss: str = option("followup", "training loss preset: disco = 0.99 KLD + 0.01 InfoNCE (tau 1, the DiSCo "
                        "release); followup = KLD + weighted InfoNCE of the 2026 follow-up; kld: distillation "
                        "only; mse: representation distillation of a rewrite (ConvDR/coSPLADE); infonce: "
                        "contrastive on qrels only (convSPLADE)", choices=LOSS_PRESETS)
@@ -88,6 +91,10 @@ class TrainConfig:
     max_length: int = option(256, "conversation tokens the student reads")
     include_responses: bool = option(True, "put the system responses of the history in the student's input")
     max_response_tokens: Optional[int] = option(None, "cut each response of the history to its first N tokens")
+    utterance_weight: Optional[float] = option(1.0, "add this weight times the document model's SPLADE vector of "
+                                               "the raw utterance to the student's query vector, in training and "
+                                               "at search time: the student learns what the conversation adds to "
+                                               "the utterance (0: DiSCo's single conversation encoder)")
     freeze_embeddings: bool = option(True, "keep the word embeddings (and the tied output layer) as they are: "
                                      "3.9M of SPLADE-tiny's 4.4M parameters (paper: no)")
     mse_teacher: str = option("human_rewrite", "with --loss mse: the rewrite column whose SPLADE vector the "
@@ -118,6 +125,7 @@ class TrainConfig:
             ("lr", *positive), ("infonce_tau", *positive),
             ("infonce_weight", "must be >= 0", lambda v: 0 <= v < math.inf),
             ("weight_decay", "must be >= 0", lambda v: 0 <= v < math.inf),
+            ("utterance_weight", "must be >= 0", lambda v: 0 <= v < math.inf),
             ("warmup_ratio", "must be in [0, 1)", lambda v: 0 <= v < 1),
             ("seed", "must be >= 0", lambda v: v >= 0),
             ("max_length", "must be >= 8 tokens", lambda v: v >= 8)]
@@ -145,6 +153,10 @@ class TrainConfig:
         """``(field, flag)`` for every field the command line exposes, in declaration order."""
         return [(f, f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
                 for f in fields(cls) if f.metadata.get("cli", True)]
+
+
+# the DiSCo release's choices for the fields where the transfer recipe (the defaults) departs from it
+DISCO_RELEASE = {"loss": "disco", "freeze_embeddings": False, "utterance_weight": None}
 
 
 def field_type(f) -> type:

@@ -141,6 +141,10 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
         q = self.student(self.query_texts(batch))
+        if self.config.utterance_weight:
+            with torch.no_grad():
+                utterances = self.doc_model(list(self.conversations.loc[[e.qid for e in batch], "query"]))
+            q = q + self.config.utterance_weight * utterances
         n_cand = len(batch[0].docnos)
         doc_matrix = self.cache.matrix([d for e in batch for d in e.docnos])
         docs = torch.from_numpy(doc_matrix.toarray()).to(q.device).view(len(batch), n_cand, -1)
@@ -290,7 +294,8 @@ class Trainer:
                      "max_length": self.formatter.max_length, "sep": self.formatter.sep}
         meta = {"type": "disco_student", "format": "hf", "package_hint": "pyterrier-disco",
                 "name": f"DiSCo({self.out.name})", "doc_model": self.doc_model.source,
-                "max_length": self.config.max_length, "formatter": formatter, "steps": step,
+                "max_length": self.config.max_length, "formatter": formatter,
+                "utterance_weight": self.config.utterance_weight or 0.0, "steps": step,
                 "recipe": self._recipe()}
         with self._write_failure("the trained student"):
             self.folder.commit_student(self.student.save, meta)

@@ -43,3 +43,19 @@ def test_index_with_the_pisa_backend_and_clear_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "weights.npy" in err and "Traceback" not in err
     assert not (tmp_path / "run.parquet").exists()
+
+
+def test_train_options_come_from_the_config_and_take_none_where_optional():
+    from pyterrier_disco.cli import _config_from_args
+    from pyterrier_disco.train import TrainConfig
+
+    base = ["train", "--dataset", "d", "--teacher-run", "r.parquet", "--out", "o"]
+    defaults = _config_from_args(build_parser().parse_args(base), TrainConfig)
+    assert defaults == TrainConfig()
+    args = build_parser().parse_args(base + ["--utterance-weight", "none", "--loss", "disco",
+                                             "--max-response-tokens", "32", "--freeze-embeddings", "no"])
+    config = _config_from_args(args, TrainConfig)
+    assert (config.utterance_weight, config.loss, config.max_response_tokens, config.freeze_embeddings) == \
+        (None, "disco", 32, False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--utterance-weight", "heavy"])

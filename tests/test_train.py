@@ -383,3 +383,21 @@ def test_utterance_weight_adds_the_raw_utterance_vector_in_training_and_at_searc
         assert g.keys() == want.keys()
         assert [g[t] for t in want] == pytest.approx(list(want.values()), rel=1e-4, abs=1e-4)
     assert any(set(r) - set(a) for a, r in zip(alone, raw)) or any(a != g for a, g in zip(alone, got))
+
+
+def test_the_student_terms_are_logged_and_a_collapsed_student_is_reported(setup, tmp_path, splade_model):
+    trainer = _trainer(setup, tmp_path / "c", splade_model, utterance_weight=1.0, max_steps=2)
+    with torch.no_grad():
+        trainer.student.mlm.get_output_embeddings().bias.fill_(-1e4)  # every logit below 0: the ReLU is dead
+    with pytest.warns(UserWarning, match="collapsed and adds nothing to the utterance"):
+        trainer.train()
+    log = pd.read_csv(tmp_path / "c" / "train_log.csv")
+    assert (log["L0_student"] == 0).all() and (log["L0_q"] > 0).all()  # the utterance's terms remain
+
+    healthy = _trainer(setup, tmp_path / "h", splade_model, utterance_weight=1.0, max_steps=1)
+    healthy.student.mlm.eval()
+    batch = healthy.batch(0, 0)
+    with torch.no_grad():
+        own = healthy.student(healthy.query_texts(batch))
+        logged = healthy.compute_loss(batch, 0)["L0_student"]
+    assert float(logged) == pytest.approx(float((own > 0).sum(1).float().mean())) and float(logged) > 0

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -42,7 +43,8 @@ from .folder import TrainingFolder
 from .sampling import TrainingExample, build_examples
 from .teacher import check_teacher_run
 
-LOG_FIELDS = ["step", "epoch", "lr", "loss", "kld", "infonce", "mse", "flops_d", "l1_q", "anti_zero", "L0_q"]
+LOG_FIELDS = ["step", "epoch", "lr", "loss", "kld", "infonce", "mse", "flops_d", "l1_q", "anti_zero", "L0_q",
+              "L0_student"]
 
 
 def _plan(n_examples: int, config: TrainConfig) -> Dict[str, int]:
@@ -141,6 +143,7 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
         q = self.student(self.query_texts(batch))
+        student_terms = (q.detach() > 0).sum(1).float().mean()  # the student's own part (before the utterance)
         if self.config.utterance_weight:
             with torch.no_grad():
                 utterances = self.doc_model(list(self.conversations.loc[[e.qid for e in batch], "query"]))
@@ -158,6 +161,7 @@ class Trainer:
         reg = self.sparsity.compute(q, doc_matrix, step + 1)  # frozen documents: their terms from the non-zeros
         parts["loss"] = parts["loss"] + reg.pop("loss")
         parts.update(reg)
+        parts["L0_student"] = student_terms
         return parts
 
     def accumulate(self, step: int) -> Dict[str, float]:
@@ -264,6 +268,7 @@ class Trainer:
         started = time.monotonic()
         bar = pt.tqdm(total=plan["total_steps"], initial=step, desc="training DiSCo", unit="step",
                       disable=not self.verbose)
+        totals: Dict[str, float] = {}
         try:
             while step < plan["total_steps"]:
                 if time_budget_s is not None and time.monotonic() - started > time_budget_s:
@@ -282,6 +287,11 @@ class Trainer:
         finally:
             bar.close()
             log_file.close()
+        if step and totals.get("L0_student", 1.0) == 0:
+            warnings.warn("the student's own query vectors were empty over the last step (L0_student 0 in "
+                          "train_log.csv): it has collapsed and " + (
+                              "adds nothing to the utterance's vector" if cfg.utterance_weight else "retrieves nothing")
+                          + "; train again with another seed, a lower lr or the disco loss")
         self.student.mlm.eval()
         self.save_student(step)
         return DiSCo.from_models(self.student, self.doc_model, formatter=self.formatter, path=self.out,

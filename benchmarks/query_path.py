@@ -68,13 +68,11 @@ def stage_times(encoder, retriever, frame) -> dict:
         reps = head.representations(hidden, enc["attention_mask"], [not t.strip() for t in texts])
         times["head"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    matrix = sp.csr_matrix(reps.numpy())
-    if encoder.utterance_weight:
-        matrix = matrix + encoder.utterance_weight * encoder.utterance_model.encode(list(frame["query"]))
+    matrix = encoder.add_utterances(sp.csr_matrix(reps.numpy()), frame["query"])
     times["utterance"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = frame.copy()
-    out["query_toks"] = model.to_dicts(matrix.tocsr())
+    out["query_toks"] = model.to_dicts(matrix)
     out.attrs["vocab"] = model.vocab_fingerprint
     times["sparse"] = time.perf_counter() - t0
     t0 = time.perf_counter()

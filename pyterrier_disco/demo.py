@@ -101,8 +101,8 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     from .evaluation import compare, format_table, standard_systems, write_outputs
     from .index import SparseIndex, index_dataset
     from .rewrite import LLMRewriter, RewriteColumns
-    from .train.teacher import build_teacher_run, load_teacher_run, save_teacher_run
     from .train.config import DISCO_RELEASE
+    from .train.teacher import build_teacher_run, load_teacher_run, save_teacher_run
     from .train.trainer import TrainConfig, train
 
     cfg = config or DemoConfig()

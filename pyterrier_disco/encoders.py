@@ -255,13 +255,10 @@ class _Encoder(pt.Transformer):
         self.batch_size = batch_size
         self.verbose = verbose
 
-    def encode_texts(self, texts: List[str]) -> List[Dict[str, float]]:
-        matrix = self.model.encode(texts, batch_size=self.batch_size, verbose=self.verbose,
-                                   desc=f"{type(self).__name__}")
-        return self.model.to_dicts(matrix)
-
-    def encode_frame(self, inp: pd.DataFrame) -> List[Dict[str, float]]:
-        return self.encode_texts(self.input_texts(inp))
+    def encode_frame(self, inp: pd.DataFrame) -> sp.csr_matrix:
+        """The vectors of the rows of ``inp``, one per row."""
+        return self.model.encode(self.input_texts(inp), batch_size=self.batch_size, verbose=self.verbose,
+                                 desc=type(self).__name__)
 
     def input_texts(self, inp: pd.DataFrame) -> List[str]:
         """The texts to encode, one per row (the ``source`` column)."""
@@ -270,7 +267,8 @@ class _Encoder(pt.Transformer):
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         pt.validate.columns(inp, includes=self.input_columns(), context=self)
         out = inp.copy()
-        out[self.target] = pd.Series(self.encode_frame(inp) if len(inp) else [], index=inp.index, dtype=object)
+        out[self.target] = pd.Series(self.model.to_dicts(self.encode_frame(inp)) if len(inp) else [],
+                                     index=inp.index, dtype=object)
         out.attrs["vocab"] = self.model.vocab_fingerprint  # lets a retriever refuse an index of another vocabulary
         return out
 
@@ -339,14 +337,16 @@ class ConversationQueryEncoder(_Encoder):
         self.utterance_model = utterance_model
         self.utterance_weight = float(utterance_weight or 0.0)
 
-    def encode_frame(self, inp: pd.DataFrame) -> List[Dict[str, float]]:
-        matrix = self.model.encode(self.input_texts(inp), batch_size=self.batch_size, verbose=self.verbose,
-                                   desc=type(self).__name__)
-        if self.utterance_weight:
-            utterances = self.utterance_model.encode(list(inp["query"]), batch_size=self.batch_size,
-                                                     verbose=self.verbose, desc="utterances")
-            matrix = (matrix + self.utterance_weight * utterances).tocsr()
-        return self.model.to_dicts(matrix)
+    def encode_frame(self, inp: pd.DataFrame) -> sp.csr_matrix:
+        return self.add_utterances(super().encode_frame(inp), inp["query"])
+
+    def add_utterances(self, matrix: sp.csr_matrix, utterances: Sequence[str]) -> sp.csr_matrix:
+        """``matrix`` (the conversations' vectors) plus ``utterance_weight`` times the utterances' vectors."""
+        if not self.utterance_weight:
+            return matrix
+        vectors = self.utterance_model.encode(list(utterances), batch_size=self.batch_size, verbose=self.verbose,
+                                              desc="utterances")
+        return (matrix + self.utterance_weight * vectors).tocsr()
 
     def input_columns(self) -> List[str]:
         return ["query", "history"]

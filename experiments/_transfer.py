@@ -123,6 +123,11 @@ def systems(splade, student_model, *, llm=None, names: Sequence[str] = ("raw", "
     raw = next((s for s in chosen if s.name == "raw"), None) or standard_systems(["raw"], splade)[0]
     disco = System("disco", "DiSCo (student)", student_model.query_encoder())
     chosen += [disco, System("disco+raw", "DiSCo + raw fusion", disco.encoder, parts=[disco, raw])]
+    if student_model.utterance_weight:
+        # the student's own part: with the utterance's vector added, the student is the exact CombSUM fusion of
+        # this and the raw utterance (a dot product is linear in the query vector), in one retrieval
+        chosen.append(System("disco-own", "DiSCo, conversation vector only", student_model.conversation_encoder(
+            student_model.formatter, utterance_weight=0.0)))
     if llm is not None:
         llm_system = standard_systems(["llm"], splade, llm=llm)[0]
         chosen += [llm_system, System("disco+llm", "DiSCo + LLM fusion", disco.encoder, parts=[disco, llm_system])]
@@ -142,6 +147,11 @@ def targets(summary, human: str = "human") -> Dict[str, object]:
            "fusion_RR_above_both": bool(fused["RR"] > max(student["RR"], raw["RR"])),
            "fusion_nDCG@3_above_both": bool(fused["nDCG@3"] > max(student["nDCG@3"], raw["nDCG@3"]))}
     out["ms_at_most_3x_raw"] = out["ms_ratio_to_raw"] <= 3
+    if "disco-own" in row:  # the in-vector fusion: the student = its own vector + the raw utterance's
+        own = row["disco-own"]
+        out["own_vector_RR"] = float(own["RR"])
+        out["in_vector_fusion_RR_above_both"] = bool(student["RR"] > max(own["RR"], raw["RR"]))
+        out["in_vector_fusion_nDCG@3_above_both"] = bool(student["nDCG@3"] > max(own["nDCG@3"], raw["nDCG@3"]))
     if human in row:
         out["share_of_human_RR"] = float(student["RR"] / row[human]["RR"])
         out["fusion_share_of_human_RR"] = float(fused["RR"] / row[human]["RR"])

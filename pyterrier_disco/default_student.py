@@ -36,7 +36,7 @@ def export_delta(student_folder, out: Union[str, Path] = FOLDER, *, dtype: torch
     that differ from SPLADE-tiny into ``out`` (``delta.safetensors`` in ``dtype``, ``meta.json``).
     Returns the metadata. Tensors the base model does not have, or of another shape, are errors."""
     folder = Path(student_folder)
-    meta = json.loads((folder / "pt_meta.json").read_text())
+    meta = read_json(folder / "pt_meta.json", "student metadata")
     if meta.get("type") != "disco_student" or meta.get("doc_model") is not None:
         raise ValueError(f"{folder} is not a DiSCo student trained on the embedded SPLADE-tiny "
                          f"(type {meta.get('type')!r}, doc_model {meta.get('doc_model')!r})")

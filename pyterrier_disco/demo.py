@@ -34,7 +34,8 @@ class DemoConfig:
     batch_size: int = 10
     negatives: int = 16
     lr: float = 2e-4                 # above the paper's 2e-5: the demo has minutes, not hours
-    loss: str = "disco"
+    recipe: str = "transfer"         # train.config.RECIPES: the project's transfer recipe, or DiSCo as released
+    loss: Optional[str] = None       # None: the recipe's loss
     seed: int = 42
     llm_batch_size: Optional[int] = None  # None: 1 on a CPU (measured faster than padded batches), 8 on a GPU
     llm_train_turns: int = 100       # training turns rewritten by the LLM teacher (whole conversations)
@@ -101,11 +102,13 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     from .evaluation import compare, format_table, standard_systems, write_outputs
     from .index import SparseIndex, index_dataset
     from .rewrite import LLMRewriter, RewriteColumns
-    from .train.config import DISCO_RELEASE
+    from .train.config import RECIPES
     from .train.teacher import build_teacher_run, load_teacher_run, save_teacher_run
     from .train.trainer import TrainConfig, train
 
     cfg = config or DemoConfig()
+    if cfg.recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {cfg.recipe!r}: one of {', '.join(RECIPES)}")
     work = Path(cfg.workdir)
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -149,13 +152,12 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
         _store_settings(run_file, run_settings)
     print(f"      {len(run)} (turn, passage, teacher) scores in {run_file}")
 
-    step(4, "train", f"training DiSCo students (budget {cfg.train_minutes:g} min)")
+    step(4, "train", f"training DiSCo students, {cfg.recipe} recipe (budget {cfg.train_minutes:g} min)")
     qrels_train = datasets.qrels(TRAIN)
     docs = datasets.doc_lookup(TRAIN)
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
-                            n_negatives=cfg.negatives, lr=cfg.lr, seed=cfg.seed, checkpoint_every=25,
-                            **{**DISCO_RELEASE, "loss": cfg.loss})  # the method as released (the transfer
-    # recipe, TrainConfig's defaults, was chosen for real conversations a student never saw, not for disco-mini)
+    recipe = {**RECIPES[cfg.recipe], **({"loss": cfg.loss} if cfg.loss else {})}
+    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, n_negatives=cfg.negatives, lr=cfg.lr,
+                            seed=cfg.seed, checkpoint_every=25, **recipe)
     students = {}
     teacher_sets = {"disco-human": ["human"], "disco-human+llm": ["human", "llm"]}
     budget_s = cfg.train_minutes * 60 / len(teacher_sets)

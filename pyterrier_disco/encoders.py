@@ -320,6 +320,14 @@ class SpladeScorer(pt.Transformer):
         return f"SpladeScorer({self.query_model.name!r})"
 
 
+def utterance_weight_of(weight: Optional[float]) -> float:
+    """``weight`` as a float (None: 0), refused unless it is finite and >= 0."""
+    value = float(weight or 0.0)
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"utterance_weight must be >= 0, not {weight!r}")
+    return value
+
+
 class ConversationQueryEncoder(_Encoder):
     """``query`` + ``history`` -> ``query_toks``: the conversation, newest turn first, encoded as one query.
 
@@ -332,10 +340,10 @@ class ConversationQueryEncoder(_Encoder):
                  utterance_model: Optional[SpladeModel] = None, utterance_weight: float = 0.0):
         super().__init__(model, batch_size, verbose)
         self.formatter = formatter
-        if utterance_weight and utterance_model is None:
+        self.utterance_weight = utterance_weight_of(utterance_weight)
+        if self.utterance_weight and utterance_model is None:
             raise ValueError("utterance_weight needs the utterance_model that encodes the raw utterance")
         self.utterance_model = utterance_model
-        self.utterance_weight = float(utterance_weight or 0.0)
 
     def encode_frame(self, inp: pd.DataFrame) -> sp.csr_matrix:
         return self.add_utterances(super().encode_frame(inp), inp["query"])

@@ -25,7 +25,7 @@ from ._checksums import check_files
 from ._errors import CorruptFileError
 from ._utils import read_json
 from .conversation import ConversationFormatter
-from .encoders import DEFAULT_MAX_LENGTH, Splade, SpladeModel, _as_model
+from .encoders import DEFAULT_MAX_LENGTH, Splade, SpladeModel, _as_model, utterance_weight_of
 
 PAPER_DOC_MODEL = "naver/splade-cocondenser-ensembledistil"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -126,10 +126,8 @@ class DiSCo(pt.Artifact, Splade):
         Splade.__init__(self, query_model, doc_model, **kwargs)
         self.formatter = formatter or ConversationFormatter(max_length=self.query_model.max_length)
         self.meta = meta
-        weight = meta.get("utterance_weight") if utterance_weight is None else utterance_weight
-        self.utterance_weight = float(weight or 0.0)
-        if not 0 <= self.utterance_weight < float("inf"):
-            raise ValueError(f"utterance_weight must be >= 0, not {weight!r}")
+        self.utterance_weight = utterance_weight_of(meta.get("utterance_weight") if utterance_weight is None
+                                                    else utterance_weight)
 
     @classmethod
     def from_pretrained(cls, name_or_path, *, revision: Optional[str] = None, **kwargs) -> "DiSCo":

@@ -2,7 +2,7 @@
 
 One module-scoped workdir holds three runs: a first (everything built: index, LLM rewrites with the real
 SmolLM2, teacher runs, two students, evaluation), a second with the same settings (everything reused: no LLM
-call, no retraining) and a third with another number of epochs (students retrained, teacher run reused).
+call, no retraining) and a third with another number of epochs and DiSCo's release recipe (students retrained, teacher run reused).
 """
 import contextlib
 import io
@@ -39,14 +39,16 @@ def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo") / "work"
     first = run_demo(tiny(work))
     after_first = mtimes(work)
+    first_metas = {s: json.loads((work / s / "pt_meta.json").read_text()) for s in STUDENTS}
     cache_size = len(RewriteCache())
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         second = run_demo(tiny(work))
     after_second = mtimes(work)
     second_cache_size = len(RewriteCache())
-    third = run_demo(tiny(work, epochs=2))
+    third = run_demo(tiny(work, epochs=2, recipe="release"))
     return {"work": work, "first": first, "second": second, "third": third, "printed": printed.getvalue(),
+            "first_metas": first_metas,
             "mtimes": [after_first, after_second, mtimes(work)], "cache_sizes": [cache_size, second_cache_size]}
 
 
@@ -117,6 +119,23 @@ def test_changed_settings_retrain_the_students_only(runs):
         meta = json.loads((work / student / "pt_meta.json").read_text())
         assert meta["recipe"]["config"]["epochs"] == 2
         assert json.loads(_settings_file(work / student).read_text())["train_config"]["epochs"] == 2
+        # --recipe release: DiSCo as released (its loss, every weight trained, no utterance vector)
+        config = meta["recipe"]["config"]
+        assert (config["loss"], config["freeze_embeddings"], config["utterance_weight"]) == ("disco", False, None)
+        assert meta["utterance_weight"] == 0
+
+
+def test_demo_trains_the_transfer_recipe_by_default(runs):
+    for student, meta in runs["first_metas"].items():
+        config = meta["recipe"]["config"]
+        assert (config["loss"], config["freeze_embeddings"], config["utterance_weight"]) == ("followup", True, 1.0)
+        assert meta["utterance_weight"] == 1.0, student  # the student adds the utterance's vector at search time
+
+
+def test_unknown_recipe_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="unknown recipe 'paper': one of transfer, release"):
+        run_demo(tiny(tmp_path / "work", recipe="paper"))
+    assert not (tmp_path / "work").exists()
 
 
 def test_teacher_run_settings_record_the_llm_turns(runs):

@@ -355,7 +355,8 @@ def test_student_files_are_checked_and_its_document_model_kept_inside(setup, tmp
         disco.DiSCo.from_pretrained(out)
 
 
-def test_utterance_weight_adds_the_raw_utterance_vector_in_training_and_at_search(setup, tmp_path, splade_model):
+def test_utterance_weight_adds_the_raw_utterance_vector_in_training_and_at_search(setup, tmp_path, splade_model,
+                                                                                 ikat_index):
     frame = setup[0]
     trainer = _trainer(setup, tmp_path / "u", splade_model, loss="kld", utterance_weight=0.5, max_steps=2)
     trainer.student.mlm.eval()
@@ -383,6 +384,17 @@ def test_utterance_weight_adds_the_raw_utterance_vector_in_training_and_at_searc
         assert g.keys() == want.keys()
         assert [g[t] for t in want] == pytest.approx(list(want.values()), rel=1e-4, abs=1e-4)
     assert any(set(r) - set(a) for a, r in zip(alone, raw)) or any(a != g for a, g in zip(alone, got))
+
+    # at retrieval, the student is the exact CombSUM fusion of its own run and 0.5 x the raw utterance's run
+    index = ikat_index[0]
+    retrieve = index.retriever(num_results=len(index), vocab=splade_model.vocab_fingerprint)
+    scores = [(pipe >> retrieve)(turns).set_index(["qid", "docno"])["score"] for pipe in (
+        student.query_encoder(), disco.DiSCo(tmp_path / "u", utterance_weight=0).query_encoder(),
+        disco.Splade(splade_model).query_encoder())]
+    fused = scores[1].add(0.5 * scores[2], fill_value=0.0)
+    fused = fused[fused > 0]  # documents sharing no term with the query score 0 and are not retrieved
+    assert sorted(scores[0].index) == sorted(fused.index)
+    assert scores[0].loc[fused.index].to_numpy() == pytest.approx(fused.to_numpy(), rel=1e-4, abs=1e-4)
 
 
 def test_the_student_terms_are_logged_and_a_collapsed_student_is_reported(setup, tmp_path, splade_model):

@@ -157,6 +157,9 @@ class TrainConfig:
 
 # the DiSCo release's choices for the fields where the transfer recipe (the defaults) departs from it
 DISCO_RELEASE = {"loss": "disco", "freeze_embeddings": False, "utterance_weight": None}
+# named recipes: the fields they set on top of a TrainConfig (`disco demo --recipe`)
+RECIPES = {"transfer": {f: TrainConfig.__dataclass_fields__[f].default for f in DISCO_RELEASE},
+           "release": DISCO_RELEASE}
 
 
 def field_type(f) -> type:

@@ -8,8 +8,8 @@ utterance >> SPLADE >> retrieval. Prints JSON.
 (a) ``LLMRewriter(cache=False)`` (SmolLM2-135M-Instruct; its GGUF conversion is cached after the first run)
     >> SPLADE query encoding of the rewrite >> retrieval;
 (b) the whole conversation encoded as one query by the SPLADE query encoder (DiSCo) >> retrieval: the
-    embedded SPLADE-tiny plus the raw utterance's vector (a ``disco train`` default student costs the same), or ``--student DIR`` (its document-side
-    SPLADE then encodes the rewrites of (a) and the index);
+    embedded SPLADE-tiny plus the raw utterance's vector (a ``disco train`` default student costs the same), or
+    ``--student DIR`` (its document-side SPLADE then encodes the rewrites of (a) and the index);
 (c) the raw utterance >> SPLADE >> retrieval, the baseline DiSCo's cost is held against (issue 11's target:
     DiSCo at most 3x its time per query).
 Turns are spread evenly over the iKAT 2023 train conversations (../shared/data; disco-mini when absent).
@@ -106,7 +106,8 @@ def run(args, tmp: Path) -> dict:
     a = parts_summary(["rewrite", "encode", "search"], a_times, a_len)
     a.update(rewriter=repr(llm), llm_calls=llm.llm_calls - calls_before, fallbacks=llm.fallbacks - fallbacks_before)
     b = parts_summary(["encode", "search"], b_times, b_len)
-    b["encoder"] = args.student or "embedded SPLADE-tiny conversation encoder + utterance vector (same cost as a DiSCo student)"
+    b["encoder"] = args.student or ("embedded SPLADE-tiny conversation encoder + utterance vector (same cost as a "
+                                    "DiSCo student)")
     c = parts_summary(["encode", "search"], c_times, c_len)
     ratio = a["total_ms"]["median"] / b["total_ms"]["median"]
     to_raw = b["total_ms"]["median"] / c["total_ms"]["median"]

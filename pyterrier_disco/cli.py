@@ -210,16 +210,13 @@ def cmd_demo(args) -> None:
     for name in ("lr", "train_minutes"):
         if not getattr(args, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    run_demo(DemoConfig(workdir=Path(args.workdir), train_minutes=args.train_minutes, epochs=args.epochs,
-                        batch_size=args.batch_size, negatives=args.negatives, lr=args.lr, recipe=args.recipe,
-                        loss=args.loss,
-                        llm_train_turns=args.llm_train_turns, test_turns=args.test_turns))
+    run_demo(_config_from_args(args, DemoConfig))
 
 
 def build_parser() -> argparse.ArgumentParser:
     from pyterrier_disco.index import BACKENDS
-    from pyterrier_disco.train import LOSS_PRESETS, TrainConfig
-    from pyterrier_disco.train.config import RECIPES
+    from pyterrier_disco.demo import DemoConfig
+    from pyterrier_disco.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="disco", description="DiSCo conversational sparse retrieval (PyTerrier)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -312,21 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole method end to end on the embedded disco-mini collection",
                        formatter_class=_Help)
-    p.add_argument("--workdir", default="runs/demo", help="where the index, runs, students and results go")
-    p.add_argument("--train-minutes", type=float, default=10.0, help="training budget for both students together")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs of each student (within the budget)")
-    p.add_argument("--batch-size", type=int, default=10, help="training turns per batch")
-    p.add_argument("--negatives", type=int, default=16, help="teacher-run negatives per training turn")
-    p.add_argument("--lr", type=float, default=2e-4, help="above the paper's 2e-5: the demo trains for minutes")
-    p.add_argument("--recipe", default="transfer", choices=list(RECIPES),
-                   help="transfer: the `disco train` defaults (followup loss, the utterance's vector, frozen word "
-                        "embeddings); release: DiSCo as released (disco loss, all weights trained)")
-    p.add_argument("--loss", default=None, choices=list(LOSS_PRESETS),
-                   help="training loss preset (see `disco train --help`; default: the recipe's)")
-    p.add_argument("--llm-train-turns", type=int, default=100,
-                   help="training turns rewritten by the LLM teacher (about 1-3 s each on 2 CPU cores)")
-    p.add_argument("--test-turns", type=int, default=None,
-                   help="evaluate on the first test conversations only, about N turns (default: all)")
+    _add_config_args(p, DemoConfig)
     p.set_defaults(func=cmd_demo)
     return parser
 

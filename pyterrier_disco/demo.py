@@ -23,24 +23,34 @@ from typing import Optional
 
 import pandas as pd
 
+from .train.config import RECIPES, CommandLineFields, option
+from .train.losses import LOSS_PRESETS
+
 TRAIN, TEST = "disco-mini/train", "disco-mini/test"
 
 
 @dataclass
-class DemoConfig:
-    workdir: Path = Path("runs/demo")
-    train_minutes: float = 10.0      # budget for both students together
-    epochs: int = 3
-    batch_size: int = 10
-    negatives: int = 16
-    lr: float = 2e-4                 # above the paper's 2e-5: the demo has minutes, not hours
-    recipe: str = "transfer"         # train.config.RECIPES: the project's transfer recipe, or DiSCo as released
-    loss: Optional[str] = None       # None: the recipe's loss
-    seed: int = 42
-    llm_batch_size: Optional[int] = None  # None: 1 on a CPU (measured faster than padded batches), 8 on a GPU
-    llm_train_turns: int = 100       # training turns rewritten by the LLM teacher (whole conversations)
-    test_turns: Optional[int] = None  # evaluate on the first test conversations only (None: all)
-    verbose: bool = True
+class DemoConfig(CommandLineFields):
+    """The demo's settings; ``disco demo``'s options are generated from these fields."""
+    workdir: Path = option(Path("runs/demo"), "where the index, runs, students and results go")
+    train_minutes: float = option(10.0, "training budget for both students together")
+    epochs: int = option(3, "training epochs of each student (within the budget)")
+    batch_size: int = option(10, "training turns per batch")
+    negatives: int = option(16, "teacher-run negatives per training turn")
+    lr: float = option(2e-4, "above the paper's 2e-5: the demo trains for minutes")
+    recipe: str = option("transfer", "transfer: the recipe `disco train` trains (followup loss, the utterance's "
+                         "vector, frozen word embeddings); release: DiSCo as released (disco loss, all weights "
+                         "trained)", choices=RECIPES)
+    loss: Optional[str] = option(None, "training loss preset (see `disco train --help`; default: the recipe's)",
+                                 choices=LOSS_PRESETS)
+    seed: int = option(42, "seeds the students' training", cli=False)
+    # None: 1 on a CPU (measured faster than padded batches), 8 on a GPU
+    llm_batch_size: Optional[int] = option(None, "LLM rewriting batch size", cli=False)
+    llm_train_turns: int = option(100, "training turns rewritten by the LLM teacher (whole conversations; about "
+                                  "1-3 s each on 2 CPU cores)")
+    test_turns: Optional[int] = option(None, "evaluate on the first test conversations only, about N turns "
+                                       "(default: all)")
+    verbose: bool = option(True, "progress bars", cli=False)
 
 
 class _Steps:
@@ -102,7 +112,6 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     from .evaluation import compare, format_table, standard_systems, write_outputs
     from .index import SparseIndex, index_dataset
     from .rewrite import LLMRewriter, RewriteColumns
-    from .train.config import RECIPES
     from .train.teacher import build_teacher_run, load_teacher_run, save_teacher_run
     from .train.trainer import TrainConfig, train
 

@@ -2,7 +2,8 @@
 
 One module-scoped workdir holds three runs: a first (everything built: index, LLM rewrites with the real
 SmolLM2, teacher runs, two students, evaluation), a second with the same settings (everything reused: no LLM
-call, no retraining) and a third with another number of epochs and DiSCo's release recipe (students retrained, teacher run reused).
+call, no retraining) and a third with another number of epochs and DiSCo's release recipe (students
+retrained, teacher run reused).
 """
 import contextlib
 import io

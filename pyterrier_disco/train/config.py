@@ -23,8 +23,19 @@ def option(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, 
                                             "flag": flag, "cli": cli})
 
 
+class CommandLineFields:
+    """For a dataclass of :func:`option` fields: the command line is generated from them (``disco train``,
+    ``disco demo``)."""
+
+    @classmethod
+    def cli_fields(cls):
+        """``(field, flag)`` for every field the command line exposes, in declaration order."""
+        return [(f, f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
+                for f in fields(cls) if f.metadata.get("cli", True)]
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(CommandLineFields):
     """The training recipe. Defaults follow the DiSCo paper's Section 4.3 where the paper and its released code
     agree (AdamW, batch 10, 16 negatives, the document encoder frozen, 256 tokens) and the released code where
     they disagree (no sparsity regularisation, the paper: lambda_q 1e-3 / lambda_d 5e-4, preset ``paper``, see
@@ -147,12 +158,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s): {sorted(unknown)}")
         return cls(**d)
-
-    @classmethod
-    def cli_fields(cls):
-        """``(field, flag)`` for every field the command line exposes, in declaration order."""
-        return [(f, f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
-                for f in fields(cls) if f.metadata.get("cli", True)]
 
 
 # the DiSCo release's choices for the fields where the transfer recipe (the defaults) departs from it

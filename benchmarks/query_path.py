@@ -82,12 +82,15 @@ def stage_times(encoder, retriever, frame) -> dict:
 
 
 def previous_search(head, x, mask):
-    """The head's fp32 search before this change: one (tokens x vocabulary) product per text, max across rows."""
+    """The head's fp32 search before this change: one text at a time, 2048 vocabulary rows per product, each
+    reduced with ``max`` (values and indices)."""
     weight, bias = head.decoder.weight.detach().float(), head.decoder.bias.detach().float()
     out = []
     for i in range(x.shape[0]):
-        xi = x[i, torch.nonzero(mask[i]).squeeze(1)].float()
-        peak, arg = torch.addmm(bias, xi, weight.T).max(0)
+        xt = x[i, torch.nonzero(mask[i]).squeeze(1)].float().T.contiguous()
+        parts = [torch.addmm(bias[lo:lo + 2048, None], weight[lo:lo + 2048], xt).max(1)
+                 for lo in range(0, weight.shape[0], 2048)]
+        peak = torch.cat([p.values for p in parts])
         out.append(torch.nonzero(peak > 0).squeeze(1))
     return out
 

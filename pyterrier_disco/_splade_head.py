@@ -3,25 +3,30 @@
 SPLADE wants, for each text and vocabulary term ``j``, ``max_t log(1 + relu(x_t . w_j + b_j))`` where ``x_t``
 is the input of the masked-LM output layer at token ``t``. ``log1p(relu(.))`` is monotone, so this is
 ``log1p(relu(max_t logit))``, and only the terms whose largest logit is positive (a few hundred of 30k) are
-non-zero. :class:`SpladeHead` finds those terms and their arg-max token without gradients, one text at a
-time, then recomputes exactly those logits with gradients. The values and gradients are those of the plain
-formula (the gradient of a max flows to its arg-max), at a fraction of the time and memory.
+non-zero. :class:`SpladeHead` finds those terms and their arg-max token without gradients (in fp32, several
+texts per pass over the vocabulary: :func:`_fp32_search`), then recomputes exactly those logits with
+gradients. The values and gradients are those of the plain formula (the gradient of a max flows to its
+arg-max), at a fraction of the time and memory.
 
 On a CPU with native bf16 the search first screens the vocabulary with a bf16 product (about 3x faster
 than fp32 here) and keeps every term whose logit *could* be positive given a bound on the bf16 rounding
 error; only those candidates get exact fp32 logits, so the result is still the fp32 one.
 """
 import contextlib
-from typing import Optional, Sequence, Tuple
+import functools
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+
+from ._utils import cpu_caches
 
 # Rounding x and w to bf16 (2^-8 relative each) and the bf16 product (2^-8) stay below 3 * 2^-8 * |x|.|w|
 # <= 3 * 2^-8 * ||x|| ||w|| (fp32 accumulation adds ~2^-17); 2^-6 leaves a margin.
 BF16_ERROR = 2.0 ** -6
-# fp32 search: logits of this many vocabulary rows at a time, as (rows, tokens), reduced along the contiguous
-# tokens axis while they are in cache (about 2x faster than one (tokens, vocab) product reduced across rows)
-SEARCH_ROWS = 2048
+# fp32 search: the tokens of several texts (about this many in all) share each pass over the vocabulary, so
+# the (vocab x hidden) weights stream from memory once per group rather than once per text (3.5x faster for
+# 15-token queries, measured on a 2-core AMD EPYC Zen 3)
+GROUP_TOKENS = 512
 
 
 def cpu_has_bf16() -> bool:
@@ -89,34 +94,66 @@ class SpladeHead:
         if screen:
             weight_bf16 = weight.to(torch.bfloat16)
             slack = BF16_ERROR * weight.norm(dim=1)
+        texts = [(i, torch.nonzero(attention_mask[i]).squeeze(1)) for i in range(x.shape[0])]
+        texts = [(i, positions, x[i, positions].float()) for i, positions in texts if len(positions)]
         rows, terms, tokens = [], [], []
-        for i in range(x.shape[0]):
-            positions = torch.nonzero(attention_mask[i]).squeeze(1)
-            xi = x[i, positions].float()
-            if len(positions) == 0:
-                continue
-            if screen:
+        if not screen:
+            for (i, positions, _), (active, arg) in zip(texts, _fp32_search(weight, bias, [t[2] for t in texts])):
+                rows.append(torch.full_like(active, i))
+                terms.append(active)
+                tokens.append(positions[arg])
+        else:
+            for i, positions, xi in texts:
                 # (vocab, tokens): reducing along the contiguous dimension is ~2x faster on CPU
                 rough = (weight_bf16 @ xi.to(torch.bfloat16).T).amax(1).float()
                 candidates = torch.nonzero(rough + bias + slack * xi.norm(dim=1).max() > 0).squeeze(1)
                 peak, arg = torch.addmm(bias[candidates], xi, weight[candidates].T).max(0)
-            else:
-                candidates = None
-                peak, arg = _fp32_peaks(weight, bias, xi)
-            active = torch.nonzero(peak > 0).squeeze(1)
-            rows.append(torch.full_like(active, i))
-            terms.append(active if candidates is None else candidates[active])
-            tokens.append(positions[arg[active]])
+                active = torch.nonzero(peak > 0).squeeze(1)
+                rows.append(torch.full_like(active, i))
+                terms.append(candidates[active])
+                tokens.append(positions[arg[active]])
         empty = torch.zeros(0, dtype=torch.long, device=x.device)
         return tuple(torch.cat(parts) if parts else empty for parts in (rows, terms, tokens))
 
 
-def _fp32_peaks(weight: torch.Tensor, bias: torch.Tensor, xi: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per vocabulary term, the largest fp32 logit over the text's tokens ``xi`` and its token."""
-    xt = xi.T.contiguous()
-    parts = [torch.addmm(bias[lo:lo + SEARCH_ROWS, None], weight[lo:lo + SEARCH_ROWS], xt).max(1)
-             for lo in range(0, weight.shape[0], SEARCH_ROWS)]
-    return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
+def _fp32_search(weight: torch.Tensor, bias: torch.Tensor, texts: List[torch.Tensor]
+                 ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """Per text (its tokens' ``(tokens, hidden)`` inputs): the terms whose largest fp32 logit is positive, and
+    for each the token (an index into the text) that gives it.
+
+    Texts are grouped (longest first) and each one padded to its group's length with copies of its first token,
+    which leaves every maximum unchanged; a block of vocabulary rows at a time, the group's logits are reduced
+    to per-text maxima while in cache (``amax``: no indices, ~1.9x faster than ``max``). The arg-max token is
+    then found for the few positive terms only.
+    """
+    vocab, hidden = weight.shape
+    out: List[Tuple[torch.Tensor, torch.Tensor]] = [None] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    while order:
+        length = len(texts[order[0]])
+        group, order = order[:max(1, GROUP_TOKENS // length)], order[max(1, GROUP_TOKENS // length):]
+        columns = torch.stack([torch.cat([texts[i], texts[i][:1].expand(length - len(texts[i]), -1)])
+                               for i in group]).reshape(-1, hidden).T.contiguous()
+        block = max(64, _block_bytes() // (4 * columns.shape[1]))
+        logits = torch.empty(min(block, vocab), columns.shape[1], device=weight.device)
+        peaks = torch.empty(vocab, len(group), device=weight.device)
+        for lo in range(0, vocab, block):
+            part = logits[:min(block, vocab - lo)]
+            torch.addmm(bias[lo:lo + len(part), None], weight[lo:lo + len(part)], columns, out=part)
+            torch.amax(part.view(len(part), len(group), length), dim=2, out=peaks[lo:lo + len(part)])
+        for j, i in enumerate(group):
+            active = torch.nonzero(peaks[:, j] > 0).squeeze(1)
+            arg = torch.addmm(bias[active], texts[i], weight[active].T).argmax(0)
+            out[i] = (active, arg)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _block_bytes() -> int:
+    """Bytes of logits per block of the fp32 search: 4x the per-core L2 cache (2 MiB on a 512 KiB L2, where
+    1-4 MiB measured within 10% of each other), 2 MiB where the OS does not say."""
+    l2 = cpu_caches().get(2)
+    return min(max(4 * l2, 1 << 20), 16 << 20) if l2 else 2 << 20
 
 
 def _identity(x):

@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator
 
 from ._errors import MissingExtraError
 from ._folders import _umask, atomic_dir  # noqa: F401  (atomic_dir: re-exported)
@@ -97,3 +97,19 @@ def read_json(path, what: str = "JSON file", expect: type = dict) -> Any:
         raise CorruptFileError(f"{path} holds a JSON {type(value).__name__}, not the {expect.__name__} a {what} "
                                "holds: the file is damaged or not ours")
     return value
+
+
+def cpu_caches() -> Dict[int, int]:
+    """{level: bytes} of the data/unified caches of cpu0, from ``/sys`` (empty where it is not readable)."""
+    out = {}
+    for folder in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            kind = (folder / "type").read_text().strip()
+            level = int((folder / "level").read_text())
+            size = (folder / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+            out[level] = int(size.rstrip("KMG")) * unit
+    return out

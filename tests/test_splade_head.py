@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from pyterrier_disco import _splade_head
 from pyterrier_disco._splade_head import SpladeHead, cpu_has_bf16
 
 
@@ -75,3 +76,24 @@ def test_models_whose_logits_are_not_a_plain_linear_layer_use_the_plain_formula(
     assert SpladeHead.of(splade_model.mlm, enc) is not None
     assert SpladeHead.of(Scaled(splade_model.mlm), enc) is None
     assert splade_model.mlm.get_output_embeddings().forward.__func__ is torch.nn.Linear.forward  # restored
+
+
+@pytest.mark.parametrize("group_tokens,block_bytes", [(512, 2 << 20), (40, 64 * 1024), (1, 4 * 64 * 7)])
+def test_fp32_search_finds_every_positive_term_and_its_argmax_token(monkeypatch, group_tokens, block_bytes):
+    """Texts of very different lengths share groups (padded with copies of their first token) and vocabulary
+    blocks (the last one partial): each text's terms and arg-max tokens must be those of its own logits."""
+    monkeypatch.setattr(_splade_head, "GROUP_TOKENS", group_tokens)
+    monkeypatch.setattr(_splade_head, "_block_bytes", lambda: block_bytes)
+    g = torch.Generator().manual_seed(3)
+    vocab, hidden = 1000, 16
+    weight, bias = torch.randn(vocab, hidden, generator=g), torch.randn(vocab, generator=g) - 9
+    texts = [torch.randn(n, hidden, generator=g) for n in (1, 37, 2, 300, 5, 5, 64)]
+    found = _splade_head._fp32_search(weight, bias, texts)
+    assert len(found) == len(texts)
+    for x, (terms, arg) in zip(texts, found):
+        logits = x @ weight.T + bias  # (tokens, vocab), brute force
+        expected = torch.nonzero(logits.max(0).values > 0).squeeze(1)
+        assert 0 < len(expected) < vocab
+        assert torch.equal(terms, expected)
+        assert arg.max() < len(x)
+        torch.testing.assert_close(logits[arg, terms], logits[:, terms].max(0).values, rtol=0, atol=1e-5)

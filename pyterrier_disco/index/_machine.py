@@ -24,25 +24,11 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
+
+from .._utils import cpu_caches
 
 CALIBRATION_VERSION = 1
-
-
-def _sysfs_caches() -> Dict[int, int]:
-    """{level: bytes} of the data/unified caches of cpu0, from ``/sys`` (empty where it is not readable)."""
-    out = {}
-    for folder in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        try:
-            kind = (folder / "type").read_text().strip()
-            level = int((folder / "level").read_text())
-            size = (folder / "size").read_text().strip()
-        except (OSError, ValueError):
-            continue
-        if kind in ("Data", "Unified"):
-            unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
-            out[level] = int(size.rstrip("KMG")) * unit
-    return out
 
 
 def _sysconf(name: str) -> Optional[int]:
@@ -70,7 +56,7 @@ def machine() -> dict:
     (per core for L1/L2; ``None`` where the OS does not say)."""
     import llvmlite.binding as llvm
 
-    caches = _sysfs_caches()
+    caches = cpu_caches()
     features = llvm.get_host_cpu_features()
     return {
         "cpu": _cpuinfo("model name") or platform.processor() or platform.machine(),

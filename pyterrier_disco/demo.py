@@ -52,6 +52,13 @@ class DemoConfig(CommandLineFields):
                                        "(default: all)")
     verbose: bool = option(True, "progress bars", cli=False)
 
+    def __post_init__(self):
+        """Refuse an unknown recipe or loss, or a value of the wrong type, before any work."""
+        self.workdir = Path(self.workdir)
+        problems = self.field_problems()
+        if problems:
+            raise ValueError("invalid demo option(s): " + "; ".join(problems))
+
 
 class _Steps:
     """Prints each step's heading and records the seconds each step took."""
@@ -116,9 +123,7 @@ def run_demo(config: Optional[DemoConfig] = None) -> pd.DataFrame:
     from .train.trainer import TrainConfig, train
 
     cfg = config or DemoConfig()
-    if cfg.recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {cfg.recipe!r}: one of {', '.join(RECIPES)}")
-    work = Path(cfg.workdir)
+    work = cfg.workdir
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     step = _Steps()

@@ -134,9 +134,12 @@ def test_demo_trains_the_transfer_recipe_by_default(runs):
 
 
 def test_unknown_recipe_is_refused_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="unknown recipe 'paper': one of transfer, release"):
+    with pytest.raises(ValueError, match="recipe='paper' is not one of transfer, release"):
         run_demo(tiny(tmp_path / "work", recipe="paper"))
+    with pytest.raises(ValueError, match="epochs='3' is not of type int; loss='kl' is not one of"):
+        DemoConfig(epochs="3", loss="kl")
     assert not (tmp_path / "work").exists()
+    assert DemoConfig(workdir=str(tmp_path)).workdir == tmp_path
 
 
 def test_teacher_run_settings_record_the_llm_turns(runs):

@@ -7,7 +7,7 @@ import math
 import numbers
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 from .losses import LOSS_PRESETS, LossConfig
 from .regularization import SPARSITY_PRESETS, SparsityConfig
@@ -32,6 +32,19 @@ class CommandLineFields:
         """``(field, flag)`` for every field the command line exposes, in declaration order."""
         return [(f, f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
                 for f in fields(cls) if f.metadata.get("cli", True)]
+
+    def field_problems(self) -> List[str]:
+        """Each field whose value is outside its ``choices`` or not of its type, as ``"name=value is not ..."``."""
+        problems = []
+        for f in fields(self):
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if value is None and type(None) in typing.get_args(f.type):
+                continue
+            if choices and value not in choices:
+                problems.append(f"{f.name}={value!r} is not one of {', '.join(choices)}")
+            elif not _is_a(value, field_type(f)):
+                problems.append(f"{f.name}={value!r} is not of type {field_type(f).__name__}")
+        return problems
 
 
 @dataclass
@@ -114,13 +127,7 @@ class TrainConfig(CommandLineFields):
 
     def __post_init__(self):
         """Refuse a nonsensical recipe before any work (a count below 1, a learning rate that is not > 0...)."""
-        problems = []
-        for f in fields(self):
-            value, choices = getattr(self, f.name), f.metadata.get("choices")
-            if choices and value not in choices:
-                problems.append(f"{f.name}={value!r} is not one of {', '.join(choices)}")
-            elif value is not None and not _is_a(value, field_type(f)):
-                problems.append(f"{f.name}={value!r} is not of type {field_type(f).__name__}")
+        problems = self.field_problems()
         if not problems:
             problems = [f"{name}={getattr(self, name)!r} {rule}" for name, rule, ok in self._rules()
                         if getattr(self, name) is not None and not ok(getattr(self, name))]

@@ -27,6 +27,9 @@ BF16_ERROR = 2.0 ** -6
 # the (vocab x hidden) weights stream from memory once per group rather than once per text (3.5x faster for
 # 15-token queries, measured on a 2-core AMD EPYC Zen 3)
 GROUP_TOKENS = 512
+# ... and each text is padded to a multiple of this many tokens: products whose width is a multiple of 16 ran
+# 1.3-1.7x faster than their odd neighbours there (15 tokens: 5.8 ms, 16: 3.6 ms for the whole vocabulary)
+ALIGN = 16
 
 
 def cpu_has_bf16() -> bool:
@@ -121,16 +124,16 @@ def _fp32_search(weight: torch.Tensor, bias: torch.Tensor, texts: List[torch.Ten
     """Per text (its tokens' ``(tokens, hidden)`` inputs): the terms whose largest fp32 logit is positive, and
     for each the token (an index into the text) that gives it.
 
-    Texts are grouped (longest first) and each one padded to its group's length with copies of its first token,
-    which leaves every maximum unchanged; a block of vocabulary rows at a time, the group's logits are reduced
-    to per-text maxima while in cache (``amax``: no indices, ~1.9x faster than ``max``). The arg-max token is
-    then found for the few positive terms only.
+    Texts are grouped (longest first) and each one padded to its group's length (a multiple of ``ALIGN``) with
+    copies of its first token, which leaves every maximum unchanged; a block of vocabulary rows at a time, the
+    group's logits are reduced to per-text maxima while in cache (``amax``: no indices, ~1.9x faster than
+    ``max``). The arg-max token is then found for the few positive terms only.
     """
     vocab, hidden = weight.shape
     out: List[Tuple[torch.Tensor, torch.Tensor]] = [None] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     while order:
-        length = len(texts[order[0]])
+        length = -(-len(texts[order[0]]) // ALIGN) * ALIGN
         group, order = order[:max(1, GROUP_TOKENS // length)], order[max(1, GROUP_TOKENS // length):]
         columns = torch.stack([torch.cat([texts[i], texts[i][:1].expand(length - len(texts[i]), -1)])
                                for i in group]).reshape(-1, hidden).T.contiguous()

@@ -82,33 +82,33 @@ def run(args, tmp: Path) -> dict:
         index = index_dataset(dataset, tmp / "index", splade=index_model, verbose=False)
     retriever = index.retriever(num_results=1000, vocab=index_model.doc_model.vocab_fingerprint)
     llm = LLMRewriter(cache=False)  # batch_size: 1 on a CPU
-    a_stages = [llm, splade.query_encoder(batch_size=1), retriever]
-    b_stages = [b_encoder, retriever]
-    c_stages = [splade.query_encoder(batch_size=1), retriever]
+    pipelines = {  # name: (stages, the parts they are reported as)
+        "llm_rewrite": ([llm, splade.query_encoder(batch_size=1), retriever], ["rewrite", "encode", "search"]),
+        "disco": ([b_encoder, retriever], ["encode", "search"]),
+        "raw_utterance": ([splade.query_encoder(batch_size=1), retriever], ["encode", "search"]),
+    }
 
     log("warming up (loads the LLM) ...")
     for warm in (frame.iloc[[0]], frame.iloc[[0]]):
-        timed_stages(warm, a_stages)
-        timed_stages(warm, b_stages)
-        timed_stages(warm, c_stages)
+        for stages, _ in pipelines.values():
+            timed_stages(warm, stages)
     calls_before, fallbacks_before = llm.llm_calls, llm.fallbacks
-    a_times, b_times, c_times, a_len, b_len, c_len = [], [], [], [], [], []
+    times = {name: [] for name in pipelines}
+    lengths = {name: [] for name in pipelines}
     for k, row in enumerate(rows):
         one = frame.iloc[[row]]
-        pipelines = [(a_stages, a_times, a_len), (b_stages, b_times, b_len), (c_stages, c_times, c_len)]
-        for stages, times, lengths in pipelines[k % 3:] + pipelines[:k % 3]:  # each goes first in turn
-            outputs, ms = timed_stages(one, stages)  # outputs[-2]: the encoded query
-            times.append(ms)
-            lengths.append(disco.query_length(outputs[-2]["query_toks"]))
-        log(f"  {k + 1}/{len(rows)} qid {one['qid'].iloc[0]}: (a) {sum(a_times[-1]):.0f} ms, "
-            f"(b) {sum(b_times[-1]):.0f} ms, (c) {sum(c_times[-1]):.0f} ms")
+        names = list(pipelines)
+        for name in names[k % 3:] + names[:k % 3]:  # each goes first in turn
+            outputs, ms = timed_stages(one, pipelines[name][0])  # outputs[-2]: the encoded query
+            times[name].append(ms)
+            lengths[name].append(disco.query_length(outputs[-2]["query_toks"]))
+        log(f"  {k + 1}/{len(rows)} qid {one['qid'].iloc[0]}: " + ", ".join(
+            f"{name} {sum(times[name][-1]):.0f} ms" for name in pipelines))
 
-    a = parts_summary(["rewrite", "encode", "search"], a_times, a_len)
+    a, b, c = (parts_summary(pipelines[name][1], times[name], lengths[name]) for name in pipelines)
     a.update(rewriter=repr(llm), llm_calls=llm.llm_calls - calls_before, fallbacks=llm.fallbacks - fallbacks_before)
-    b = parts_summary(["encode", "search"], b_times, b_len)
     b["encoder"] = args.student or ("embedded SPLADE-tiny conversation encoder + utterance vector (same cost as a "
                                     "DiSCo student)")
-    c = parts_summary(["encode", "search"], c_times, c_len)
     ratio = a["total_ms"]["median"] / b["total_ms"]["median"]
     to_raw = b["total_ms"]["median"] / c["total_ms"]["median"]
     return {

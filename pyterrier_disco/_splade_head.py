@@ -134,7 +134,8 @@ def _fp32_search(weight: torch.Tensor, bias: torch.Tensor, texts: List[torch.Ten
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     while order:
         length = -(-len(texts[order[0]]) // ALIGN) * ALIGN
-        group, order = order[:max(1, GROUP_TOKENS // length)], order[max(1, GROUP_TOKENS // length):]
+        size = max(1, GROUP_TOKENS // length)
+        group, order = order[:size], order[size:]
         columns = torch.stack([torch.cat([texts[i], texts[i][:1].expand(length - len(texts[i]), -1)])
                                for i in group]).reshape(-1, hidden).T.contiguous()
         block = max(64, _block_bytes() // (4 * columns.shape[1]))

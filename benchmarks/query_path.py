@@ -136,7 +136,8 @@ def run(args, tmp: Path) -> dict:
     log(f"{len(frame)} turns of {dataset}; warming up ...")
     stage_times(encoder, retriever, frame.iloc[:2])
     report = {"benchmark": "query_path", "source": dataset, "queries": len(frame), "threads": args.threads,
-              "machine": machine(), "encoder": args.student or "embedded SPLADE-tiny + utterance vector (same cost as a student)",
+              "machine": machine(),
+              "encoder": args.student or "embedded SPLADE-tiny + utterance vector (same cost as a student)",
               "index_docs": len(index), "by_batch": {}}
     for batch in args.batches:
         per = {s: [] for s in ("format", "tokenise", "transformer", "head", "utterance", "sparse", "retrieval")}
@@ -157,7 +158,8 @@ def run(args, tmp: Path) -> dict:
     one = report["by_batch"][str(args.batches[0])]["head_search"]
     report["targets"] = [target("head search vs the previous fp32 layout (batch "
                                 f"{args.batches[0]}), same terms and values within 1e-4", one["speedup"], 1.0,
-                                json.dumps(one), one["same_active_terms"] and one["max_abs_diff_vs_plain_formula"] <= 1e-4)]
+                                json.dumps(one),
+                                one["same_active_terms"] and one["max_abs_diff_vs_plain_formula"] <= 1e-4)]
     return report
 
 

@@ -168,8 +168,9 @@ def atomic_dir(path, overwrite: bool = False, *, kind: str = "folder",
 
     The output's lock is held throughout. An existing ``path`` (other than an empty folder) raises
     ``FileExistsError`` unless ``overwrite`` and it is ours (``ours(path)``, default: our marker of ``kind`` and
-    nothing else in it); it is then replaced at the commit. Something that appears at ``path`` while the block runs is never replaced: the commit fails
-    naming it and where the new folder was left. The marker (listing the entries written) is added at the end.
+    nothing else in it); it is then replaced at the commit. Something that appears at ``path`` while the block
+    runs is never replaced: the commit fails naming it and where the new folder was left. The marker (listing the
+    entries written) is added at the end.
     """
     path = Path(os.path.abspath(path))
     ours = ours or (lambda p: is_ours(p, kind))

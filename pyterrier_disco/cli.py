@@ -205,11 +205,6 @@ def cmd_check(args) -> None:
 def cmd_demo(args) -> None:
     from pyterrier_disco.demo import DemoConfig, run_demo
 
-    preflight.at_least_one(epochs=args.epochs, batch_size=args.batch_size, negatives=args.negatives,
-                           test_turns=args.test_turns)
-    for name in ("lr", "train_minutes"):
-        if not getattr(args, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     run_demo(_config_from_args(args, DemoConfig))
 
 

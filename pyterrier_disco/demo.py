@@ -23,7 +23,7 @@ from typing import Optional
 
 import pandas as pd
 
-from .train.config import RECIPES, CommandLineFields, option
+from .train.config import AT_LEAST_1, POSITIVE, RECIPES, CommandLineFields, option
 from .train.losses import LOSS_PRESETS
 
 TRAIN, TEST = "disco-mini/train", "disco-mini/test"
@@ -53,11 +53,17 @@ class DemoConfig(CommandLineFields):
     verbose: bool = option(True, "progress bars", cli=False)
 
     def __post_init__(self):
-        """Refuse an unknown recipe or loss, or a value of the wrong type, before any work."""
+        """Refuse an unknown recipe or loss, a value of the wrong type, a count below 1 or a learning rate or
+        budget that is not > 0, before any work."""
         self.workdir = Path(self.workdir)
-        problems = self.field_problems()
-        if problems:
-            raise ValueError("invalid demo option(s): " + "; ".join(problems))
+        self._refuse_invalid("demo")
+
+    @staticmethod
+    def _rules():
+        return [(name, *AT_LEAST_1) for name in ("epochs", "batch_size", "negatives", "llm_batch_size",
+                                                "test_turns")] + [
+            ("lr", *POSITIVE), ("train_minutes", *POSITIVE),
+            ("llm_train_turns", "must be >= 0", lambda v: v >= 0)]
 
 
 class _Steps:

@@ -183,11 +183,11 @@ def compare(systems: Sequence[System], topics: pd.DataFrame, qrels: pd.DataFrame
     retrieval; for a fusion it is the slower of its pipelines plus the fusing, as they can run in parallel
     (the paper's footnote 5: "we report the maximum execution time of the two"), and ``ms_per_query_sum`` is
     the time of running them one after the other (equal to ``ms_per_query`` for other systems). LLM rewrites
-    served from the rewrite cache count with the generation time recorded when they were made. The index, the encoders and the rewriters' models
-    are loaded (warmed up) before timing. ``vocab``: the document encoder's vocabulary fingerprint, checked
-    against the index's (default: the fingerprint the project's encoders stamp on their output). ``measures``:
-    PyTerrier measures (default R@100, R@10, RR, nDCG@3, the paper's; RR is MRR without a cutoff, as the
-    paper's tables; add ``RR@10`` for the MRR@10 the follow-up reports).
+    served from the rewrite cache count with the generation time recorded when they were made. The index, the
+    encoders and the rewriters' models are loaded (warmed up) before timing. ``vocab``: the document encoder's
+    vocabulary fingerprint, checked against the index's (default: the fingerprint the project's encoders stamp
+    on their output). ``measures``: PyTerrier measures (default R@100, R@10, RR, nDCG@3, the paper's; RR is MRR
+    without a cutoff, as the paper's tables; add ``RR@10`` for the MRR@10 the follow-up reports).
     """
     measures = list(measures or MEASURES)
     if len(topics) == 0:

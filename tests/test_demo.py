@@ -8,6 +8,7 @@ retrained, teacher run reused).
 import contextlib
 import io
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -138,8 +139,16 @@ def test_unknown_recipe_is_refused_before_any_work(tmp_path):
         run_demo(tiny(tmp_path / "work", recipe="paper"))
     with pytest.raises(ValueError, match="epochs='3' is not of type int; loss='kl' is not one of"):
         DemoConfig(epochs="3", loss="kl")
+    for bad, message in [(dict(lr=0.0), "lr=0.0 must be > 0"), (dict(train_minutes=float("nan")), "train_minutes=nan"),
+                         (dict(negatives=0, test_turns=-2), "negatives=0 must be >= 1; test_turns=-2 must be >= 1"),
+                         (dict(llm_train_turns=-1), "llm_train_turns=-1 must be >= 0")]:
+        with pytest.raises(ValueError, match="invalid demo option"):
+            DemoConfig(**bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run_demo(tiny(tmp_path / "work", **bad))
     assert not (tmp_path / "work").exists()
     assert DemoConfig(workdir=str(tmp_path)).workdir == tmp_path
+    assert DemoConfig(test_turns=None, llm_batch_size=None, llm_train_turns=0).llm_train_turns == 0
 
 
 def test_teacher_run_settings_record_the_llm_turns(runs):

@@ -25,7 +25,6 @@ from safetensors.torch import load_file
 
 from pyterrier_disco.cli import main
 from pyterrier_disco.index import SparseIndex
-from pyterrier_disco.index.writer import SparseIndexer
 from pyterrier_disco.train import TrainConfig, save_teacher_run, train
 from pyterrier_disco.train.teacher import doc_model_metadata
 
@@ -297,7 +296,8 @@ def test_a_full_disk_while_saving_the_student_keeps_the_checkpoint(mini_run, tmp
         else:
             monkeypatch.setattr(SpladeModel, "save", real_save)
         train(frame, run, docs_of, disk / "out", resume=True, **kw)
-        a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(disk / "out" / "model.safetensors"))
+        a = load_file(str(tmp_path / "full" / "model.safetensors"))
+        b = load_file(str(disk / "out" / "model.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert not list((disk / "out").glob("checkpoint-*"))
 
@@ -330,22 +330,25 @@ def test_bad_options_are_refused_before_any_work_in_one_line(mini_run, tmp_path,
         line = one_line(capsys.readouterr().err, args[0])
         assert all(e in line for e in expected), line
 
-    train_args = ["train", "--dataset", "disco-mini/train", "--teacher-run", str(mini_run), "--out", str(tmp_path / "s")]
+    train_args = ["train", "--dataset", "disco-mini/train", "--teacher-run", str(mini_run),
+                  "--out", str(tmp_path / "s")]
     for option, value, message in [("--epochs", "0", "epochs=0 must be >= 1"), ("--max-steps", "0", "max_steps=0"),
                                    ("--max-steps", "-3", "max_steps=-3"), ("--batch-size", "0", "batch_size=0"),
-                                   ("--grad-accum", "0", "grad_accum=0"), ("--checkpoint-every", "0", "checkpoint_every"),
+                                   ("--grad-accum", "0", "grad_accum=0"),
+                                   ("--checkpoint-every", "0", "checkpoint_every"),
                                    ("--lr", "0", "lr=0.0 must be > 0"), ("--lr", "nan", "lr=nan"),
                                    ("--warmup-ratio", "1.5", "warmup_ratio")]:
         refused([*train_args, option, value], message)
     assert not (tmp_path / "s").exists()
-    refused(["index", "--dataset", "disco-mini/test", "--out", str(tmp_path / "i"), "--batch-size", "0"], "--batch-size")
+    refused(["index", "--dataset", "disco-mini/test", "--out", str(tmp_path / "i"), "--batch-size", "0"],
+            "--batch-size")
     if not torch.cuda.is_available():
         refused(["index", "--dataset", "disco-mini/test", "--out", str(tmp_path / "i"), "--device", "cuda"], "CUDA")
         refused([*train_args, "--device", "cuda:0"], "CUDA")
     refused(["teacher-run", "--dataset", "disco-mini/test", "--index", str(tmp_path), "--out", str(tmp_path / "r"),
              "--k", "0"], "--k must be >= 1")
-    refused(["demo", "--workdir", str(tmp_path / "d"), "--epochs", "0"], "--epochs must be >= 1")
-    refused(["demo", "--workdir", str(tmp_path / "d"), "--lr", "-1"], "--lr must be > 0")
+    refused(["demo", "--workdir", str(tmp_path / "d"), "--epochs", "0"], "epochs=0 must be >= 1")
+    refused(["demo", "--workdir", str(tmp_path / "d"), "--lr", "-1"], "lr=-1.0 must be > 0")
     assert not (tmp_path / "d").exists()
     # outputs that are not ours: never replaced, even with --overwrite
     (tmp_path / "work").mkdir()
@@ -364,7 +367,6 @@ def test_bad_options_are_refused_before_any_work_in_one_line(mini_run, tmp_path,
 
 
 def test_damaged_inputs_are_named_in_one_line(mini_run, tmp_path, capsys, splade_model):
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pyterrier_disco.train.teacher import METADATA_KEY
@@ -388,7 +390,8 @@ def test_damaged_inputs_are_named_in_one_line(mini_run, tmp_path, capsys, splade
     meta = json.loads((index / "pt_meta.json").read_text())
     run_args = ["teacher-run", "--dataset", "disco-mini/test", "--index", str(index), "--out", str(tmp_path / "r")]
     for damaged, expected in [("{oops", "is not valid JSON"), ("[1, 2]", "holds a JSON list"),
-                              (json.dumps({k: v for k, v in meta.items() if k != "num_terms"}), "lacks valid num_terms")]:
+                              (json.dumps({k: v for k, v in meta.items() if k != "num_terms"}),
+                               "lacks valid num_terms")]:
         (index / "pt_meta.json").write_text(damaged)
         refused(run_args, "pt_meta.json", expected)
     (index / "pt_meta.json").write_text(json.dumps(meta))

@@ -157,8 +157,8 @@ def test_fusion_transformer_carries_query_columns_and_composes():
     pipeline = fusion >> pt.apply.doc_score(lambda r: r["score"] * 2) % 2
     piped = pipeline(queries)
     assert piped.groupby("qid").size().max() == 2
-    np.testing.assert_allclose(piped.set_index(["qid", "docno"])["score"],
-                               2 * out.set_index(["qid", "docno"]).loc[piped.set_index(["qid", "docno"]).index, "score"])
+    piped_scores = piped.set_index(["qid", "docno"])["score"]
+    np.testing.assert_allclose(piped_scores, 2 * out.set_index(["qid", "docno"]).loc[piped_scores.index, "score"])
 
     assert pt.inspect.subtransformers(fusion) == {"pipelines": [p1, p2]}
     assert pt.inspect.transformer_outputs(fusion, list(queries.columns)) == list(out.columns)

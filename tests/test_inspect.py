@@ -80,8 +80,8 @@ def env(splade_model, tmp_path_factory):
     for rewriter in (llm, t5):
         inputs = rewriter.model_inputs(list(CONVERSATIONS["query"]), list(CONVERSATIONS["history"]))
         cache.put_many({cache_key(rewriter.cache_settings(), text): f"{text} (rewritten)" for text in inputs})
-    return dict(splade=splade, numba=numba, pisa=pisa, sharded=sharded, llm=llm, t5=t5, fake_llm=str(fake_llm), cache=cache,
-                disco=DiSCo.from_models(splade_model, utterance_weight=0.5))
+    return dict(splade=splade, numba=numba, pisa=pisa, sharded=sharded, llm=llm, t5=t5, fake_llm=str(fake_llm),
+                cache=cache, disco=DiSCo.from_models(splade_model, utterance_weight=0.5))
 
 
 def results_frame(env):
@@ -97,7 +97,8 @@ CASES = {
     "pyterrier_disco.encoders.SpladeDocEncoder": lambda e: (
         e["splade"].doc_encoder(), DOCS, ["text"], {}, {"model": e["splade"].doc_model}),
     "pyterrier_disco.encoders.ConversationQueryEncoder": lambda e: (
-        e["disco"].query_encoder(), CONVERSATIONS, ["query", "history"], {}, {"formatter": e["disco"].formatter, "utterance_weight": 0.5}),
+        e["disco"].query_encoder(), CONVERSATIONS, ["query", "history"], {},
+        {"formatter": e["disco"].formatter, "utterance_weight": 0.5}),
     "pyterrier_disco.encoders.SpladeScorer": lambda e: (
         e["splade"].scorer(), results_frame(e), ["qid", "docno", "query", "text"], {},
         {"query_model": e["splade"].query_model, "doc_model": e["splade"].doc_model}),

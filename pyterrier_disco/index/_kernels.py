@@ -53,8 +53,8 @@ def _scatter_add_lanes(typingctx, acc, local_ids, weights, p, q_weight, base):
 
         ids = builder.load(builder.bitcast(builder.gep(ids_a.data, [args[3]]), ir.PointerType(vi16)), align=2)
         if w_t.dtype == types.uint8:
-            raw = builder.load(builder.bitcast(builder.gep(w_a.data, [args[3]]), ir.PointerType(ir.VectorType(i8, LANES))),
-                               align=1)
+            ptr = builder.bitcast(builder.gep(w_a.data, [args[3]]), ir.PointerType(ir.VectorType(i8, LANES)))
+            raw = builder.load(ptr, align=1)
             w = builder.uitofp(raw, vf)
         else:
             w = builder.load(builder.bitcast(builder.gep(w_a.data, [args[3]]), ir.PointerType(vf)), align=4)

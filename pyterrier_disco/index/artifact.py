@@ -185,7 +185,8 @@ class SparseIndex(pt.Artifact, pt.Indexer):
                 raise CorruptIndexError(f"{path / 'weights.npy'} holds weights that are not finite and positive")
         starts, ends = arrays["blocks"][:, -2], arrays["blocks"][:, -1]  # each term's postings in the last block
         lengths = ends - starts
-        in_last = arrays["doc_ids"][np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())]
+        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        in_last = arrays["doc_ids"][positions]
         if len(in_last) and int(in_last.max()) >= len(docnos) - ((len(docnos) - 1) >> BLOCK_SHIFT << BLOCK_SHIFT):
             raise CorruptIndexError(f"{path / 'doc_ids.npy'} holds doc ids beyond the {len(docnos)} documents")
         if len(lexicon) != meta["num_terms"]:
@@ -247,7 +248,8 @@ def _load_array(file: Path, dtype) -> np.ndarray:
         raise CorruptIndexError(f"index file truncated or corrupt: {file} ({e})") from e
     allowed = dtype if isinstance(dtype, tuple) else (dtype,)
     if dtype is not None and arr.dtype not in allowed:
-        raise CorruptIndexError(f"{file} has dtype {arr.dtype}, expected {' or '.join(np.dtype(d).name for d in allowed)}")
+        expected = " or ".join(np.dtype(d).name for d in allowed)
+        raise CorruptIndexError(f"{file} has dtype {arr.dtype}, expected {expected}")
     return arr
 
 

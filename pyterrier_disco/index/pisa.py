@@ -18,7 +18,8 @@ from .artifact import CorruptIndexError
 from .retriever import check_queries
 
 PISA_KIND = "pisa_index"
-_PISA_FILES = re.compile(r"(inv|fwd|quantized)(\.[\w-]+)*|pt_meta\.json")  # pyterrier-pisa's files, also those of retrieval
+# pyterrier-pisa's files, also those its retrieval writes
+_PISA_FILES = re.compile(r"(inv|fwd|quantized)(\.[\w-]+)*|pt_meta\.json")
 
 
 def is_pisa_folder(path) -> bool:
@@ -108,8 +109,8 @@ class _QuietPisaRetriever(pt.Transformer):
         return pt.inspect.transformer_outputs(self.retriever, input_columns)
 
     def apply_attributes(self, **kwargs) -> "_QuietPisaRetriever":
-        """``pt.inspect.transformer_apply_attributes``: ``retriever``, ``path``, ``vocab``, or the PISA retriever's own attributes
-        (``num_results``, ``threads``, ...) applied to it."""
+        """``pt.inspect.transformer_apply_attributes``: ``retriever``, ``path``, ``vocab``, or the PISA retriever's
+        own attributes (``num_results``, ``threads``, ...) applied to it."""
         retriever = kwargs.pop("retriever", self.retriever)
         path, vocab = kwargs.pop("path", self.path), kwargs.pop("vocab", self.vocab)
         if kwargs:

@@ -46,6 +46,24 @@ class CommandLineFields:
                 problems.append(f"{f.name}={value!r} is not of type {field_type(f).__name__}")
         return problems
 
+    @staticmethod
+    def _rules():
+        """``(field, "must be ...", ok)`` for each value rule beyond the field's type and choices."""
+        return []
+
+    def _refuse_invalid(self, what: str) -> None:
+        """Raise one ValueError naming every field outside its type, choices or rules (None passes the rules)."""
+        problems = self.field_problems()
+        if not problems:
+            problems = [f"{name}={getattr(self, name)!r} {rule}" for name, rule, ok in self._rules()
+                        if getattr(self, name) is not None and not ok(getattr(self, name))]
+        if problems:
+            raise ValueError(f"invalid {what} option(s): " + "; ".join(problems))
+
+
+AT_LEAST_1 = ("must be >= 1", lambda v: v >= 1)
+POSITIVE = ("must be > 0", lambda v: 0 < v < math.inf)
+
 
 @dataclass
 class TrainConfig(CommandLineFields):
@@ -127,20 +145,13 @@ class TrainConfig(CommandLineFields):
 
     def __post_init__(self):
         """Refuse a nonsensical recipe before any work (a count below 1, a learning rate that is not > 0...)."""
-        problems = self.field_problems()
-        if not problems:
-            problems = [f"{name}={getattr(self, name)!r} {rule}" for name, rule, ok in self._rules()
-                        if getattr(self, name) is not None and not ok(getattr(self, name))]
-        if problems:
-            raise ValueError("invalid training option(s): " + "; ".join(problems))
+        self._refuse_invalid("training")
 
     @staticmethod
     def _rules():
-        at_least_1 = ("must be >= 1", lambda v: v >= 1)
-        positive = ("must be > 0", lambda v: 0 < v < math.inf)
-        return [(name, *at_least_1) for name in ("n_negatives", "epochs", "batch_size", "grad_accum", "max_steps",
+        return [(name, *AT_LEAST_1) for name in ("n_negatives", "epochs", "batch_size", "grad_accum", "max_steps",
                                                 "checkpoint_every")] + [
-            ("lr", *positive), ("infonce_tau", *positive),
+            ("lr", *POSITIVE), ("infonce_tau", *POSITIVE),
             ("infonce_weight", "must be >= 0", lambda v: 0 <= v < math.inf),
             ("weight_decay", "must be >= 0", lambda v: 0 <= v < math.inf),
             ("utterance_weight", "must be >= 0", lambda v: 0 <= v < math.inf),

@@ -149,6 +149,26 @@ def test_sparsity_presets_and_compute():
     assert out["lambda_q"].item() == pytest.approx(lam_q)
 
 
+def test_anti_zero_guards_the_students_own_part_and_a_zero_sum_adds_nothing():
+    """With a fixed vector added to the student's (the utterance's), the anti-zero term is on the student's part:
+    the sum with the fixed vector never nears zero and would hide a collapse."""
+    own = torch.tensor(RNG.random((3, 10)) * (RNG.random((3, 10)) > 0.5), requires_grad=True)
+    fixed = torch.tensor(RNG.random((3, 10)) * 5)
+    docs = torch.tensor(RNG.random((3, 2, 10)))
+    out = SparsityConfig.preset("off").compute(own + fixed, docs, step=1, own=own)
+    d_sum = docs.sum().item()
+    assert out["anti_zero"].item() == pytest.approx(1 / own.sum().item() ** 2 + 1 / d_sum ** 2)
+    out["loss"].backward()
+    assert torch.allclose(own.grad, torch.full_like(own.grad, -2 / own.detach().sum().item() ** 3))
+    without = SparsityConfig.preset("off").compute(own + fixed, docs, step=1)
+    assert without["anti_zero"].item() == pytest.approx(1 / (own + fixed).sum().item() ** 2 + 1 / d_sum ** 2)
+    dead = torch.zeros(3, 10, requires_grad=True)
+    out = SparsityConfig.preset("off").compute(torch.relu(dead - 1) + fixed, docs, step=1, own=torch.relu(dead - 1))
+    assert out["anti_zero"].item() == pytest.approx(1 / d_sum ** 2)  # not inf: a dead student has no gradient
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and torch.equal(dead.grad, torch.zeros_like(dead))
+
+
 def test_document_terms_from_a_sparse_matrix_equal_the_dense_ones():
     import scipy.sparse as sp
 

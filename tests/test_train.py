@@ -398,18 +398,27 @@ def test_utterance_weight_adds_the_raw_utterance_vector_in_training_and_at_searc
 
 
 def test_the_student_terms_are_logged_and_a_collapsed_student_is_reported(setup, tmp_path, splade_model):
-    trainer = _trainer(setup, tmp_path / "c", splade_model, utterance_weight=1.0, max_steps=2)
+    trainer = _trainer(setup, tmp_path / "c", splade_model, utterance_weight=1.0, max_steps=2, anti_zero_on="student")
     with torch.no_grad():
         trainer.student.mlm.get_output_embeddings().bias.fill_(-1e4)  # every logit below 0: the ReLU is dead
     with pytest.warns(UserWarning, match="collapsed and adds nothing to the utterance"):
         trainer.train()
     log = pd.read_csv(tmp_path / "c" / "train_log.csv")
     assert (log["L0_student"] == 0).all() and (log["L0_q"] > 0).all()  # the utterance's terms remain
+    assert np.isfinite(log["loss"]).all() and (log["anti_zero"] < 1e-3).all()  # a dead part adds no 1/0
 
-    healthy = _trainer(setup, tmp_path / "h", splade_model, utterance_weight=1.0, max_steps=1)
-    healthy.student.mlm.eval()
-    batch = healthy.batch(0, 0)
-    with torch.no_grad():
-        own = healthy.student(healthy.query_texts(batch))
-        logged = healthy.compute_loss(batch, 0)["L0_student"]
-    assert float(logged) == pytest.approx(float((own > 0).sum(1).float().mean())) and float(logged) > 0
+    for anti_zero_on in ("query", "student"):
+        healthy = _trainer(setup, tmp_path / f"h-{anti_zero_on}", splade_model, utterance_weight=1.0, max_steps=1,
+                           anti_zero_on=anti_zero_on)
+        healthy.student.mlm.eval()
+        batch = healthy.batch(0, 0)
+        with torch.no_grad():
+            own = healthy.student(healthy.query_texts(batch))
+            utterances = healthy.doc_model(list(healthy.conversations.loc[[e.qid for e in batch], "query"]))
+            parts = healthy.compute_loss(batch, 0)
+        logged = parts["L0_student"]
+        assert float(logged) == pytest.approx(float((own > 0).sum(1).float().mean())) and float(logged) > 0
+        # the anti-zero term's Q: the vector the loss scores (the reference) or the student's own part
+        q_sum = float(own.sum()) + (float(utterances.sum()) if anti_zero_on == "query" else 0.0)
+        d_sum = healthy.cache.matrix([d for e in batch for d in e.docnos]).sum()
+        assert float(parts["anti_zero"]) == pytest.approx(1 / q_sum ** 2 + 1 / d_sum ** 2, rel=1e-4)

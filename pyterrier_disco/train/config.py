@@ -14,6 +14,8 @@ from .regularization import SPARSITY_PRESETS, SparsityConfig
 from .sampling import MISSING_POSITIVE, STRATEGIES
 from .teacher import AGGREGATIONS
 
+ANTI_ZERO_ON = ("query", "student")
+
 
 def option(default: Any, help: str, *, choices: Optional[Sequence[str]] = None, flag: Optional[str] = None,
            cli: bool = True):
@@ -137,6 +139,10 @@ class TrainConfig(CommandLineFields):
                                                "the raw utterance to the student's query vector, in training and "
                                                "at search time: the student learns what the conversation adds to "
                                                "the utterance (0: DiSCo's single conversation encoder)")
+    anti_zero_on: str = option("query", "the reference's anti-zero term 1/sum(Q)^2: Q the query vector the loss "
+                               "scores (query, the reference) or, with --utterance-weight, the student's own part "
+                               "before the utterance's vector is added (student: keeps that part from collapsing)",
+                               choices=ANTI_ZERO_ON)
     freeze_embeddings: bool = option(True, "keep the word embeddings (and the tied output layer) as they are: "
                                      "3.9M of SPLADE-tiny's 4.4M parameters (paper: no)")
     mse_teacher: str = option("human_rewrite", "with --loss mse: the rewrite column whose SPLADE vector the "

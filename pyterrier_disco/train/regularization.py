@@ -13,7 +13,11 @@ What the reference does, and so what this module does:
   inert); it is still computed and logged. The L1 term on the queries is what makes the conversation encoder
   sparser.
 - An "anti-zero" term ``1/sum(Q)^2 + 1/sum(D)^2`` is always added by the reference (it keeps the
-  representations from collapsing to all zeros); ``anti_zero=True`` keeps it.
+  representations from collapsing to all zeros); ``anti_zero=True`` keeps it. When the student's vector is
+  added to a fixed one (``TrainConfig.utterance_weight``, not in the reference), the sum with the utterance's
+  vector never nears zero, so the term does not see the student's own part collapse;
+  ``TrainConfig.anti_zero_on="student"`` puts the student's own part in ``Q`` instead. A sum of exactly zero
+  (every ReLU dead, so no gradient either way) adds nothing instead of an infinite loss.
 - The quadratic warm-up ``min(lambda, lambda * (step / (T + 1))^2)``: the reference reads ``T`` from the config
   and no DiSCo or follow-up config sets it, so their runs had none (T = 0); here ``T`` is
   ``TrainConfig.sparsity_warmup_steps`` (``--sparsity-warmup-steps``), default 0 as the reference.
@@ -50,7 +54,7 @@ the authors' models were trained with, and the reference bug above makes the pap
 5e-4 on the queries in the authors' own code.
 """
 from dataclasses import dataclass, replace
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,8 +78,8 @@ def l0(reps: torch.Tensor) -> torch.Tensor:
 
 def anti_zero(queries: torch.Tensor, docs_sum: torch.Tensor) -> torch.Tensor:
     """``1 / (sum of all query weights)^2 + 1 / (sum of all document weights)^2``, as in the reference
-    (``docs_sum``: the documents' sum, see :func:`document_terms`)."""
-    return 1 / torch.sum(queries) ** 2 + 1 / docs_sum ** 2
+    (``docs_sum``: the documents' sum, see :func:`document_terms`); a zero sum's part is left out."""
+    return sum(1 / s ** 2 if s > 0 else s * 0 for s in (torch.sum(queries), docs_sum))
 
 
 def document_terms(docs: Union[torch.Tensor, sp.spmatrix]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,7 +140,8 @@ class SparsityConfig:
         return {"lambda_d": warmup_lambda(self.lambda_d, step, self.warmup_d),
                 "lambda_q": warmup_lambda(self.lambda_q, step, self.warmup_q)}
 
-    def compute(self, queries: torch.Tensor, docs: torch.Tensor, step: int) -> Dict[str, torch.Tensor]:
+    def compute(self, queries: torch.Tensor, docs: torch.Tensor, step: int,
+                own: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Regularisation for one batch: ``{"loss": ..., "flops_d", "l1_q", "anti_zero", "L0_q", "L0_d",
         "lambda_d", "lambda_q"}`` (everything but ``loss`` detached, for logging).
 
@@ -145,6 +150,8 @@ class SparsityConfig:
             docs: (B, C, V) or (n, V) candidate document representations (reshaped to (n, V)), or frozen
                 ones as an (n, V) scipy sparse matrix.
             step: optimisation step, from 1.
+            own: the student's own part of ``queries`` when a fixed vector was added to it (the anti-zero
+                term's ``Q``; default ``queries``).
         """
         if isinstance(docs, torch.Tensor):
             docs = docs.reshape(-1, docs.shape[-1])
@@ -155,7 +162,7 @@ class SparsityConfig:
         loss = lam["lambda_d"] * flops_d + lam["lambda_q"] * l1_q
         out = {"flops_d": flops_d.detach(), "l1_q": l1_q.detach()}
         if self.anti_zero:
-            az = anti_zero(queries, sum_d)
+            az = anti_zero(queries if own is None else own, sum_d)
             loss = loss + az
             out["anti_zero"] = az.detach()
         out.update({"loss": loss, "L0_q": l0(queries.detach()), "L0_d": l0_d,

@@ -143,7 +143,7 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
-        q = self.student(self.query_texts(batch))
+        q = own = self.student(self.query_texts(batch))
         student_terms = l0(q.detach())  # the student's own part, before the utterance's vector
         if self.config.utterance_weight:
             with torch.no_grad():
@@ -159,7 +159,8 @@ class Trainer:
                 rewrites = list(self.conversations.loc[[e.qid for e in batch], self.config.mse_teacher])
                 teacher_q = self.doc_model(rewrites)
         parts = self.loss.compute(q, docs, teacher, teacher_q, n_positives=batch[0].n_positives)
-        reg = self.sparsity.compute(q, doc_matrix, step + 1)  # frozen documents: their terms from the non-zeros
+        own = own if self.config.anti_zero_on == "student" else None
+        reg = self.sparsity.compute(q, doc_matrix, step + 1, own=own)  # frozen documents: terms from non-zeros
         parts["loss"] = parts["loss"] + reg.pop("loss")
         parts.update(reg)
         parts["L0_student"] = student_terms

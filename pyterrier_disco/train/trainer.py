@@ -293,7 +293,8 @@ class Trainer:
             warnings.warn("the student's own query vectors were empty over the last step (L0_student 0 in "
                           "train_log.csv): it has collapsed and " + (
                               "adds nothing to the utterance's vector" if cfg.utterance_weight else "retrieves nothing")
-                          + "; train again with another seed, a lower lr or the disco loss")
+                          + "; train again with anti_zero_on='student' (--anti-zero-on student), another seed, a "
+                          "lower lr or the disco loss")
         self.student.mlm.eval()
         self.save_student(step)
         return DiSCo.from_models(self.student, self.doc_model, formatter=self.formatter, path=self.out,

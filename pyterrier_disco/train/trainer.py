@@ -143,8 +143,8 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def compute_loss(self, batch: List[TrainingExample], step: int) -> Dict[str, torch.Tensor]:
-        q = own = self.student(self.query_texts(batch))
-        student_terms = l0(q.detach())  # the student's own part, before the utterance's vector
+        q = own = self.student(self.query_texts(batch))  # own: the student's part, before the utterance's vector
+        student_terms = l0(own.detach())
         if self.config.utterance_weight:
             with torch.no_grad():
                 utterances = self.doc_model(list(self.conversations.loc[[e.qid for e in batch], "query"]))
@@ -159,8 +159,8 @@ class Trainer:
                 rewrites = list(self.conversations.loc[[e.qid for e in batch], self.config.mse_teacher])
                 teacher_q = self.doc_model(rewrites)
         parts = self.loss.compute(q, docs, teacher, teacher_q, n_positives=batch[0].n_positives)
-        own = own if self.config.anti_zero_on == "student" else None
-        reg = self.sparsity.compute(q, doc_matrix, step + 1, own=own)  # frozen documents: terms from non-zeros
+        guarded = own if self.config.anti_zero_on == "student" else None
+        reg = self.sparsity.compute(q, doc_matrix, step + 1, own=guarded)  # frozen documents: from the non-zeros
         parts["loss"] = parts["loss"] + reg.pop("loss")
         parts.update(reg)
         parts["L0_student"] = student_terms
@@ -290,11 +290,13 @@ class Trainer:
             bar.close()
             log_file.close()
         if step and totals.get("L0_student", 1.0) == 0:
+            remedies = "another seed, a lower lr or the disco loss"
+            if cfg.utterance_weight:
+                remedies = f"anti_zero_on='student' (--anti-zero-on student), {remedies}"
             warnings.warn("the student's own query vectors were empty over the last step (L0_student 0 in "
                           "train_log.csv): it has collapsed and " + (
                               "adds nothing to the utterance's vector" if cfg.utterance_weight else "retrieves nothing")
-                          + "; train again with anti_zero_on='student' (--anti-zero-on student), another seed, a "
-                          "lower lr or the disco loss")
+                          + f"; train again with {remedies}")
         self.student.mlm.eval()
         self.save_student(step)
         return DiSCo.from_models(self.student, self.doc_model, formatter=self.formatter, path=self.out,

@@ -94,29 +94,34 @@ class SpladeHead:
         """(row, term, arg-max token) of every term whose largest logit over a text's tokens is positive."""
         weight, bias = self.decoder.weight.detach().float(), _bias(self.decoder).detach()
         screen = (x.device.type == "cpu" and cpu_has_bf16()) if self.screen is None else self.screen
-        if screen:
-            weight_bf16 = weight.to(torch.bfloat16)
-            slack = BF16_ERROR * weight.norm(dim=1)
         texts = [(i, torch.nonzero(attention_mask[i]).squeeze(1)) for i in range(x.shape[0])]
         texts = [(i, positions, x[i, positions].float()) for i, positions in texts if len(positions)]
+        inputs = [xi for _, _, xi in texts]
+        found = _bf16_screened_search(weight, bias, inputs) if screen else _fp32_search(weight, bias, inputs)
         rows, terms, tokens = [], [], []
-        if not screen:
-            for (i, positions, _), (active, arg) in zip(texts, _fp32_search(weight, bias, [t[2] for t in texts])):
-                rows.append(torch.full_like(active, i))
-                terms.append(active)
-                tokens.append(positions[arg])
-        else:
-            for i, positions, xi in texts:
-                # (vocab, tokens): reducing along the contiguous dimension is ~2x faster on CPU
-                rough = (weight_bf16 @ xi.to(torch.bfloat16).T).amax(1).float()
-                candidates = torch.nonzero(rough + bias + slack * xi.norm(dim=1).max() > 0).squeeze(1)
-                peak, arg = torch.addmm(bias[candidates], xi, weight[candidates].T).max(0)
-                active = torch.nonzero(peak > 0).squeeze(1)
-                rows.append(torch.full_like(active, i))
-                terms.append(candidates[active])
-                tokens.append(positions[arg[active]])
+        for (i, positions, _), (active, arg) in zip(texts, found):
+            rows.append(torch.full_like(active, i))
+            terms.append(active)
+            tokens.append(positions[arg])
         empty = torch.zeros(0, dtype=torch.long, device=x.device)
         return tuple(torch.cat(parts) if parts else empty for parts in (rows, terms, tokens))
+
+
+def _bf16_screened_search(weight: torch.Tensor, bias: torch.Tensor, texts: List[torch.Tensor]
+                          ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`_fp32_search`'s result, one text at a time: a bf16 product keeps every term whose logit could be
+    positive given the rounding bound, and only those get exact fp32 logits."""
+    weight_bf16 = weight.to(torch.bfloat16)
+    slack = BF16_ERROR * weight.norm(dim=1)
+    out = []
+    for xi in texts:
+        # (vocab, tokens): reducing along the contiguous dimension is ~2x faster on CPU
+        rough = (weight_bf16 @ xi.to(torch.bfloat16).T).amax(1).float()
+        candidates = torch.nonzero(rough + bias + slack * xi.norm(dim=1).max() > 0).squeeze(1)
+        peak, arg = torch.addmm(bias[candidates], xi, weight[candidates].T).max(0)
+        active = torch.nonzero(peak > 0).squeeze(1)
+        out.append((candidates[active], arg[active]))
+    return out
 
 
 def _fp32_search(weight: torch.Tensor, bias: torch.Tensor, texts: List[torch.Tensor]

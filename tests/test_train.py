@@ -268,6 +268,19 @@ def test_other_losses_and_regularization_log_their_parts(setup, tmp_path, splade
         assert (scale < 1).all() == (warmup > 1)
 
 
+def test_infonce_warmup_ramps_the_infonce_weight_linearly(setup, tmp_path, splade_model):
+    frame, run, positives, docs = setup
+    config = TrainConfig(**SMALL, max_steps=3, infonce_warmup_steps=2)  # followup: w 0.05
+    out = tmp_path / "warm"
+    train(frame, run, docs, out, qrels=positives, doc_model=splade_model, config=config, verbose=False)
+    log = pd.read_csv(out / "train_log.csv")
+    w = 0.05 * np.minimum(1.0, log["step"] / 2)  # steps 1, 2, 3: w/2, w, w
+    assert list(w) == pytest.approx([0.025, 0.05, 0.05])
+    expected = (1 - w) * log["kld"] + w * log["infonce"] + log["anti_zero"]
+    assert list(log["loss"]) == pytest.approx(list(expected), rel=1e-5)
+    assert (log["infonce"] > 10 * log["kld"]).all()  # a wrong weight would show in the total
+
+
 def test_uncached_documents_give_the_same_loss(setup, tmp_path, splade_model):
     cached = _trainer(setup, tmp_path / "a", splade_model, regularization="paper")
     uncached = _trainer(setup, tmp_path / "b", splade_model, regularization="paper", cache_documents=False)
@@ -303,7 +316,8 @@ def test_mse_needs_its_rewrite_column(setup, tmp_path, splade_model):
     (dict(weight_decay=-0.1), "weight_decay"), (dict(seed=-1), "seed=-1"), (dict(max_length=4), "max_length=4"),
     (dict(loss="kl"), "loss='kl' is not one of"), (dict(epochs=2.5), "epochs=2.5 is not of type int"),
     (dict(batch_size=True), "batch_size=True is not of type int"), (dict(infonce_tau=0.0), "infonce_tau"),
-    (dict(utterance_weight=-1.0), "utterance_weight=-1.0 must be >= 0")])
+    (dict(utterance_weight=-1.0), "utterance_weight=-1.0 must be >= 0"),
+    (dict(infonce_warmup_steps=-1), "infonce_warmup_steps=-1 must be >= 0")])
 def test_config_refuses_nonsense_before_any_work(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)
@@ -401,7 +415,9 @@ def test_the_student_terms_are_logged_and_a_collapsed_student_is_reported(setup,
     trainer = _trainer(setup, tmp_path / "c", splade_model, utterance_weight=1.0, max_steps=2, anti_zero_on="student")
     with torch.no_grad():
         trainer.student.mlm.get_output_embeddings().bias.fill_(-1e4)  # every logit below 0: the ReLU is dead
-    with pytest.warns(UserWarning, match="collapsed and adds nothing to the utterance.*--anti-zero-on student"):
+    epoch = trainer.plan["steps_per_epoch"]  # the warm-up it suggests: one epoch
+    remedies = f"collapsed and adds nothing.*--anti-zero-on student.*--infonce-warmup-steps, e.g. {epoch}\\)"
+    with pytest.warns(UserWarning, match=remedies):
         trainer.train()
     log = pd.read_csv(tmp_path / "c" / "train_log.csv")
     assert (log["L0_student"] == 0).all() and (log["L0_q"] > 0).all()  # the utterance's terms remain

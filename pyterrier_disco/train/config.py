@@ -111,6 +111,8 @@ class TrainConfig(CommandLineFields):
                                        "logged, trains nothing)")
     sparsity_warmup_steps: int = option(0, "T of the quadratic sparsity warm-up min(lambda, lambda (step/(T+1))^2), "
                                         "in optimiser steps (0: full lambda from the first step, as the reference)")
+    infonce_warmup_steps: int = option(0, "ramp the InfoNCE weight w linearly from w/N to w over the first N "
+                                       "optimiser steps (0: full weight from the first step, as the follow-up)")
     n_negatives: int = option(16, "negatives per turn (the paper: 16; the follow-up's sweeps: 1, 8, 16, 32, 70)",
                               flag="--negatives")
     n_positives: int = option(1, "positives per turn: 1 (DiSCo); more adds the follow-up's soft positives (its "
@@ -163,6 +165,7 @@ class TrainConfig(CommandLineFields):
             ("utterance_weight", "must be >= 0", lambda v: 0 <= v < math.inf),
             ("warmup_ratio", "must be in [0, 1)", lambda v: 0 <= v < 1),
             ("seed", "must be >= 0", lambda v: v >= 0),
+            ("infonce_warmup_steps", "must be >= 0", lambda v: v >= 0),
             ("max_length", "must be >= 8 tokens", lambda v: v >= 8)]
 
     def loss_config(self) -> LossConfig:

@@ -317,7 +317,8 @@ def test_mse_needs_its_rewrite_column(setup, tmp_path, splade_model):
     (dict(loss="kl"), "loss='kl' is not one of"), (dict(epochs=2.5), "epochs=2.5 is not of type int"),
     (dict(batch_size=True), "batch_size=True is not of type int"), (dict(infonce_tau=0.0), "infonce_tau"),
     (dict(utterance_weight=-1.0), "utterance_weight=-1.0 must be >= 0"),
-    (dict(infonce_warmup_steps=-1), "infonce_warmup_steps=-1 must be >= 0")])
+    (dict(infonce_warmup_steps=-1), "infonce_warmup_steps=-1 must be >= 0"),
+    (dict(infonce_warmup_steps=5, loss="kld"), "loss 'kld' has no such weight")])
 def test_config_refuses_nonsense_before_any_work(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)

@@ -38,9 +38,9 @@ from ..encoders import SpladeModel
 from ..student import DiSCo
 from .checkpoint import adamw, rng_state, set_rng_state
 from .config import TrainConfig
-from .losses import LossConfig
 from .documents import DocSource, DocumentCache
 from .folder import TrainingFolder
+from .losses import LossConfig
 from .regularization import l0
 from .sampling import TrainingExample, build_examples
 from .teacher import check_teacher_run

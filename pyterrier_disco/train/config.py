@@ -154,7 +154,7 @@ class TrainConfig(CommandLineFields):
     def __post_init__(self):
         """Refuse a nonsensical recipe before any work (a count below 1, a learning rate that is not > 0...)."""
         self._refuse_invalid("training")
-        if self.infonce_warmup_steps and self.loss_config().name != "kld+infonce":
+        if self.infonce_warmup_steps and not self.loss_config().weighs_infonce:
             raise ValueError(f"infonce_warmup_steps ramps the InfoNCE weight of the KLD + InfoNCE losses (disco, "
                              f"followup); loss {self.loss!r} has no such weight")
 

@@ -171,6 +171,11 @@ class LossConfig:
     def needs_teacher_queries(self) -> bool:
         return self.name == "mse" or self.mse_weight > 0
 
+    @property
+    def weighs_infonce(self) -> bool:
+        """Whether ``weight`` mixes an InfoNCE term into the loss (``kld+infonce``)."""
+        return self.name == "kld+infonce"
+
     def compute(self, q: torch.Tensor, docs: Optional[torch.Tensor] = None,
                 teacher_scores: Optional[torch.Tensor] = None,
                 teacher_q: Optional[torch.Tensor] = None, n_positives: int = 1) -> Dict[str, torch.Tensor]:

@@ -302,7 +302,7 @@ class Trainer:
             log_file.close()
         if step and totals.get("L0_student", 1.0) == 0:
             remedies = "another seed, a lower lr or the disco loss"
-            if self.loss.name == "kld+infonce" and not cfg.infonce_warmup_steps:
+            if self.loss.weighs_infonce and not cfg.infonce_warmup_steps:
                 warmup = f"--infonce-warmup-steps, e.g. {plan['steps_per_epoch']}"
                 remedies = f"infonce_warmup_steps ({warmup}), {remedies}"
             if cfg.utterance_weight:
